@@ -1,0 +1,104 @@
+"""Command line: ``python -m comfyui_pal <command>`` (also installed as ``comfyui-pal``).
+
+Commands:
+  demo   zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import regions
+from .imageio import list_images, load_image, load_mask, save_image
+from .inpaint import smooth_fill
+
+
+def _find_mask(image_path: Path) -> Path | None:
+    """The mask of ``dir/name.ext``: ``dir/masks/name.png`` or ``dir/name_mask.png``."""
+    for cand in (
+        image_path.parent / "masks" / f"{image_path.stem}.png",
+        image_path.with_name(f"{image_path.stem}_mask.png"),
+    ):
+        if cand.exists():
+            return cand
+    return None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Crop every masked region, fill it with the smooth inpainter at work size, stitch back."""
+    out_dir = Path(args.out)
+    files = [p for p in list_images(args.inputs) if not p.stem.endswith("_mask")]
+    report, failed = [], 0
+    for path in files:
+        mask_path = _find_mask(path)
+        if mask_path is None:
+            print(f"skip {path}: no mask (expected masks/{path.stem}.png beside it)")
+            continue
+        t0 = time.perf_counter()
+        try:
+            image = load_image(path)
+            mask = load_mask(mask_path)
+            crops, crop_masks, plan = regions.crop_regions(
+                image, mask, target_size=args.target_size, context_factor=args.context_factor
+            )
+            filled = smooth_fill(crops, crop_masks)
+            fixed = regions.stitch(image, filled, plan, blend_radius=args.blend_radius)
+            save_image(fixed[0], out_dir / f"{path.stem}_fixed.png", args.overwrite)
+            save_image(
+                torch.cat(list(filled), dim=2), out_dir / f"{path.stem}_crops.png", args.overwrite
+            )
+        except (ValueError, FileExistsError) as exc:
+            print(f"FAILED {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        secs = time.perf_counter() - t0
+        crops_used = len(plan.used_crops)
+        print(
+            f"{path.name}: {crops_used} crop(s) at {plan.work_size[1]}x{plan.work_size[0]}, "
+            f"{len(plan.report)} region(s), {secs * 1000:.0f} ms -> {out_dir}"
+        )
+        report.append(
+            {
+                "image": str(path),
+                "mask": str(mask_path),
+                "seconds": secs,
+                "plan": plan.to_dict(include_masks=False),
+            }
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="comfyui-pal", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="crop -> smooth fill -> stitch on images with masks")
+    demo.add_argument(
+        "inputs",
+        nargs="*",
+        default=["examples/images"],
+        help="image files or folders (masks in masks/NAME.png beside them)",
+    )
+    demo.add_argument("--out", default="pal_out", help="output folder (default: pal_out)")
+    demo.add_argument("--target-size", type=int, default=512)
+    demo.add_argument("--context-factor", type=float, default=2.0)
+    demo.add_argument("--blend-radius", type=float, default=16)
+    demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    demo.set_defaults(func=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

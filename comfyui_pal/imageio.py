@@ -1,0 +1,78 @@
+"""Reading and writing image files for the CLI: float tensors in, atomic writes out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def load_image(path: str | Path) -> Tensor:
+    """Load an image file as RGB ``[1,3,H,W]`` float32 0..1 (alpha dropped, grey expanded)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = im.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
+    arr = np.asarray(rgb, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
+
+
+def load_mask(path: str | Path) -> Tensor:
+    """Load a mask file as ``[1,H,W]`` float32 0..1 (luminance; alpha if it is the only signal)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            grey = im.convert("L")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read mask {path}: {exc}") from exc
+    return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)[None]
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """``[C,H,W]`` or ``[H,W]`` float 0..1 -> HxWxC (or HxW) uint8, rounded."""
+    arr = (x.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+    return arr.transpose(1, 2, 0) if arr.ndim == 3 else arr
+
+
+def save_image(x: Tensor, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``[C,H,W]`` (or ``[H,W]``) float 0..1 to ``path`` atomically (temp file + rename).
+
+    Refuses to replace an existing file unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(to_uint8(x)).save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(inputs: list[str | Path]) -> list[Path]:
+    """Image files named directly or found (non-recursively) in folders, sorted per folder."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"input {item} does not exist")
+    return files

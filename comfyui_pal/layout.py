@@ -1,0 +1,45 @@
+"""Layout converters between ComfyUI tensors and the library's layout, in one place.
+
+ComfyUI IMAGE is ``[B,H,W,C]`` float32 0..1; the library works on ``[B,C,H,W]``.
+ComfyUI MASK is ``[B,H,W]`` (some nodes emit ``[H,W]``) float 0..1.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .checks import check_image, check_mask
+
+
+def image_to_bchw(image: Tensor) -> Tensor:
+    """ComfyUI IMAGE ``[B,H,W,C]`` -> library ``[B,C,H,W]`` (float32, contiguous)."""
+    if isinstance(image, Tensor) and image.dim() == 3 and image.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"expected an IMAGE [B,H,W,C] but got shape {tuple(image.shape)}, which looks like "
+            "a MASK [B,H,W]; convert it with a MaskToImage node first"
+        )
+    if isinstance(image, Tensor) and image.dim() == 3:
+        image = image[None]
+    if isinstance(image, Tensor) and image.dim() == 4 and image.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"IMAGE must be [B,H,W,C] with 1, 3 or 4 channels, got shape {tuple(image.shape)}"
+        )
+    out = check_image(image.permute(0, 3, 1, 2) if isinstance(image, Tensor) else image, "image")
+    return out.float().contiguous()
+
+
+def bchw_to_image(image: Tensor) -> Tensor:
+    """Library ``[B,C,H,W]`` -> ComfyUI IMAGE ``[B,H,W,C]`` (float32, contiguous)."""
+    return image.permute(0, 2, 3, 1).float().contiguous()
+
+
+def comfy_mask(mask: Tensor) -> Tensor:
+    """ComfyUI MASK ``[H,W]`` or ``[B,H,W]`` -> checked float ``[B,H,W]``."""
+    if isinstance(mask, Tensor) and mask.dim() == 2:
+        mask = mask[None]
+    if isinstance(mask, Tensor) and mask.dim() == 4 and mask.shape[-1] in (1, 3, 4):
+        raise ValueError(
+            f"expected a MASK [B,H,W] but got shape {tuple(mask.shape)}, which looks like an "
+            "IMAGE [B,H,W,C]; convert it with an ImageToMask node first"
+        )
+    return check_mask(mask, "mask").float()

@@ -1,0 +1,16 @@
+"""ComfyUI node adapters over the comfyui_pal library (classic node interface).
+
+Each node converts ComfyUI layouts, calls one library function and converts back.
+"""
+
+from .mask_nodes import PALMaskRefine
+from .region_nodes import PALCropRegions, PALStitchRegions
+
+_NODES = {
+    "PALMaskRefine": (PALMaskRefine, "PAL Mask Refine"),
+    "PALCropRegions": (PALCropRegions, "PAL Crop Regions"),
+    "PALStitchRegions": (PALStitchRegions, "PAL Stitch Regions"),
+}
+
+NODE_CLASS_MAPPINGS = {name: cls for name, (cls, _) in _NODES.items()}
+NODE_DISPLAY_NAME_MAPPINGS = {name: title for name, (_, title) in _NODES.items()}
