@@ -268,11 +268,15 @@ def blur(mask: Tensor, sigma: float) -> Tensor:
 def feather(mask: Tensor, sigma: float) -> Tensor:
     """Feather a ``[B,H,W]`` mask outward only: ``max(mask, blur(mask, sigma))``.
 
-    Inside the mask values never drop, so the masked area stays fully covered; the soft edge
-    reaches about ``3 * sigma`` px beyond it. Pixels farther than the kernel stay exactly 0.
+    Inside the mask values never drop, so the masked area stays fully covered. The soft edge
+    is cut off at ``ceil(3 * sigma)`` px (Euclidean) from the mask's support: every pixel
+    farther away stays exactly 0.
     """
     check_mask(mask)
-    return torch.maximum(mask, blur(mask, sigma).clamp(0, 1))
+    if sigma == 0:
+        return mask.clone()
+    reach = grow(mask > 0, math.ceil(3 * sigma)).to(mask.dtype)
+    return torch.maximum(mask, blur(mask, sigma).clamp(0, 1) * reach)
 
 
 # --- regions --------------------------------------------------------------------------------

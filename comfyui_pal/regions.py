@@ -458,18 +458,16 @@ def _check_plan_image(image: Tensor, plan: StitchPlan) -> None:
 def blend_mask(mask: Tensor, radius: float) -> Tensor:
     """Blend weights ``[B,H,W]`` for pasting: 1 on the mask, fading to 0 outside it.
 
-    The support (``mask > 0``) is grown by ``radius / 2`` and feathered with
-    ``sigma = radius / 4``, so the artifact's own edge is fully replaced and pixels farther
-    than ``1.25 * radius`` from the mask keep weight exactly 0. ``radius == 0`` returns the
-    mask itself.
+    The support (``mask > 0``) is grown by ``ceil(radius / 2)`` px and feathered outward with
+    ``sigma = radius / 4``, so the artifact's own edge is fully replaced; pixels farther than
+    ``ceil(radius / 2) + ceil(3 * radius / 4)`` px (about ``1.25 * radius``) from the mask keep
+    weight exactly 0. ``radius == 0`` returns the mask itself.
     """
     check_nonnegative(radius, "blend radius")
     if radius == 0:
         return mask.clone()
-    support = (mask > 0).to(mask.dtype)
-    grown = M.grow(support, math.ceil(radius / 2))
-    soft = M.blur(grown, radius / 4).clamp(0, 1)
-    return torch.maximum(torch.maximum(soft, support), mask)
+    grown = M.grow(mask > 0, math.ceil(radius / 2)).to(mask.dtype)
+    return torch.maximum(M.feather(grown, radius / 4), mask)
 
 
 def _edge_taper(box: tuple[int, int, int, int], image_hw: tuple[int, int], ramp: int) -> Tensor:

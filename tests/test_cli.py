@@ -1,0 +1,48 @@
+"""The command line demo: crop -> smooth fill -> stitch on images with masks beside them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import REPO
+from PIL import Image
+
+from comfyui_pal import cli
+
+
+@pytest.fixture
+def example_dir(tmp_path):
+    src = REPO / "examples" / "images"
+    (tmp_path / "in" / "masks").mkdir(parents=True)
+    shutil.copy(src / "chelsea.png", tmp_path / "in" / "chelsea.png")
+    shutil.copy(src / "masks" / "chelsea.png", tmp_path / "in" / "masks" / "chelsea.png")
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    Image.new("L", (10, 10)).save(tmp_path / "in" / "masks" / "broken.png")
+    return tmp_path
+
+
+def test_demo_fixes_masked_regions_and_keeps_other_pixels(example_dir):
+    out = example_dir / "out"
+    code = cli.main(["demo", str(example_dir / "in"), "--out", str(out)])
+    assert code == 1  # the broken file is reported, the good one still done
+    fixed = np.asarray(Image.open(out / "chelsea_fixed.png"))
+    orig = np.asarray(Image.open(example_dir / "in" / "chelsea.png"))
+    mask = np.asarray(Image.open(example_dir / "in" / "masks" / "chelsea.png")) > 0
+    assert (fixed[mask] != orig[mask]).any()
+    ys, xs = np.nonzero(mask)
+    far = np.ones_like(mask)
+    far[max(ys.min() - 40, 0) : ys.max() + 40, max(xs.min() - 40, 0) : xs.max() + 40] = False
+    assert np.array_equal(fixed[far], orig[far])
+    report = json.loads((out / "report.json").read_text())
+    assert [r["image"].endswith("chelsea.png") for r in report] == [True]
+
+
+def test_demo_never_overwrites_existing_outputs(example_dir):
+    out = example_dir / "out"
+    out.mkdir()
+    (out / "chelsea_fixed.png").write_bytes(b"precious")
+    assert cli.main(["demo", str(example_dir / "in" / "chelsea.png"), "--out", str(out)]) == 1
+    assert (out / "chelsea_fixed.png").read_bytes() == b"precious"

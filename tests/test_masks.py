@@ -1,0 +1,240 @@
+"""Mask toolkit: thresholds, round grow / shrink, holes, specks, feather, components."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+from conftest import blob_mask
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from comfyui_pal import masks
+
+
+def _disc_dilate_reference(m: np.ndarray, r: int) -> np.ndarray:
+    """Brute force: a pixel is set when a foreground pixel lies within Euclidean distance r."""
+    h, w = m.shape
+    out = np.zeros_like(m, dtype=bool)
+    ys, xs = np.nonzero(m)
+    for y in range(h):
+        for x in range(w):
+            if len(ys) and ((ys - y) ** 2 + (xs - x) ** 2 <= r * r).any():
+                out[y, x] = True
+    return out
+
+
+def _label_reference(m: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, int]:
+    """Breadth-first labelling in raster order of first pixels."""
+    h, w = m.shape
+    lab = np.zeros((h, w), dtype=np.int64)
+    steps = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    if connectivity == 4:
+        steps = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    k = 0
+    for y in range(h):
+        for x in range(w):
+            if m[y, x] and not lab[y, x]:
+                k += 1
+                lab[y, x] = k
+                q = deque([(y, x)])
+                while q:
+                    cy, cx = q.popleft()
+                    for dy, dx in steps:
+                        ny, nx = cy + dy, cx + dx
+                        if 0 <= ny < h and 0 <= nx < w and m[ny, nx] and not lab[ny, nx]:
+                            lab[ny, nx] = k
+                            q.append((ny, nx))
+    return lab, k
+
+
+random_masks = st.builds(
+    lambda h, w, p, seed: (
+        torch.rand(2, h, w, generator=torch.Generator().manual_seed(seed)) < p
+    ).float(),
+    st.integers(1, 24),
+    st.integers(1, 24),
+    st.floats(0.0, 1.0),
+    st.integers(0, 2**31 - 1),
+)
+
+
+def test_threshold_is_strictly_greater_than_value():
+    m = torch.tensor([[[0.2, 0.5, 0.51, 1.0]]])
+    assert masks.threshold(m, 0.5).tolist() == [[[0.0, 0.0, 1.0, 1.0]]]
+
+
+def test_invert_flips_values():
+    m = torch.tensor([[[0.0, 0.25, 1.0]]])
+    assert masks.invert(m).tolist() == [[[1.0, 0.75, 0.0]]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_masks, st.integers(0, 9))
+def test_grow_equals_brute_force_disc_dilation(m, r):
+    out = masks.grow(m, r)
+    for b in range(m.shape[0]):
+        ref = _disc_dilate_reference(m[b].numpy() > 0, r)
+        assert np.array_equal(out[b].numpy() > 0, ref)
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_masks, st.integers(1, 9))
+def test_shrink_is_the_complement_of_growing_the_background_and_keeps_the_border(m, r):
+    out = masks.grow(m, -r)
+    for b in range(m.shape[0]):
+        ref = ~_disc_dilate_reference(m[b].numpy() == 0, r)
+        assert np.array_equal(out[b].numpy() > 0, ref)
+
+
+def test_grow_footprint_is_round():
+    m = torch.zeros(1, 41, 41)
+    m[0, 20, 20] = 1
+    grown = masks.grow(m, 10)
+    yy, xx = np.mgrid[-20:21, -20:21]
+    assert int(grown.sum()) == int(((yy**2 + xx**2) <= 100).sum())  # 317 lattice points
+    assert grown[0, 20, 30] == 1 and grown[0, 27, 27] == 1 and grown[0, 28, 28] == 0
+
+
+def test_grow_zero_is_identity_and_huge_radius_fills_everything():
+    m = blob_mask(30, 50, [(10, 10, 3)])
+    assert torch.equal(masks.grow(m, 0), m)
+    assert masks.grow(m, 500).min() == 1
+    assert masks.grow(m, -500).max() == 0
+
+
+def test_shrink_does_not_erode_from_the_image_border():
+    m = torch.ones(1, 10, 10)
+    assert torch.equal(masks.grow(m, -3), m)
+
+
+def test_grow_rejects_soft_masks_with_a_hint():
+    with pytest.raises(ValueError, match="binary"):
+        masks.grow(torch.full((1, 4, 4), 0.5), 2)
+
+
+def test_fill_holes_fills_enclosed_background_only():
+    m = blob_mask(40, 40, [(20, 20, 12)]) - blob_mask(40, 40, [(20, 20, 5)])
+    m[:, 0:6, 0:6] = 1  # a corner block: the background behind it reaches the border
+    filled = masks.fill_holes(m)
+    assert torch.equal(filled, torch.maximum(blob_mask(40, 40, [(20, 20, 12)]), m))
+
+
+def test_fill_holes_leaves_a_gap_open_to_the_border():
+    m = torch.zeros(1, 9, 9)
+    m[0, 2:7, 2:7] = 1
+    m[0, 3:6, 3:6] = 0
+    m[0, 4, 6] = 0  # the ring is broken: the inside connects to the outside
+    assert torch.equal(masks.fill_holes(m), m)
+
+
+def test_fill_holes_treats_diagonal_background_gaps_as_closed():
+    m = torch.zeros(1, 5, 5)
+    m[0, 1, 2] = m[0, 2, 1] = m[0, 2, 3] = m[0, 3, 2] = 1  # diamond: 8-connected ring
+    assert masks.fill_holes(m)[0, 2, 2] == 1
+
+
+def test_fill_holes_on_a_full_mask_is_a_no_op():
+    m = torch.ones(2, 6, 7)
+    assert torch.equal(masks.fill_holes(m), m)
+
+
+def test_remove_small_by_pixels_and_by_fraction():
+    m = torch.zeros(1, 20, 20)
+    m[0, 0:2, 0:2] = 1  # 4 px
+    m[0, 10:15, 10:15] = 1  # 25 px
+    assert int(masks.remove_small(m, 5).sum()) == 25
+    assert int(masks.remove_small(m, 4).sum()) == 29
+    assert int(masks.remove_small(m, 0.05).sum()) == 25  # 5 % of 400 px = 20 px
+    assert torch.equal(masks.remove_small(m, 0), m)
+
+
+def test_feather_goes_outward_only_and_stops_at_three_sigma():
+    m = blob_mask(64, 64, [(32, 32, 8)])
+    f = masks.feather(m, 3.0)
+    assert torch.all(f[m > 0] == 1)
+    outside = f[m == 0]
+    assert outside.max() < 1 and outside.max() > 0.3
+    # beyond the kernel (radius ceil(3 sigma) = 9 px) the mask stays exactly 0
+    far = masks.grow(m, 10) == 0
+    assert torch.all(f[far] == 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_masks, st.sampled_from([4, 8]))
+def test_label_matches_breadth_first_reference(m, connectivity):
+    labels, counts = masks.label(m, connectivity)
+    for b in range(m.shape[0]):
+        ref, k = _label_reference(m[b].numpy() > 0, connectivity)
+        assert counts[b] == k
+        assert np.array_equal(labels[b].numpy(), ref)
+
+
+def test_label_numbers_each_image_from_one():
+    m = torch.zeros(3, 8, 8)
+    m[0, 0, 0] = m[0, 5, 5] = 1
+    m[2, 3, 3] = 1
+    labels, counts = masks.label(m)
+    assert counts == [2, 0, 1]
+    assert labels[0].max() == 2 and labels[2].max() == 1
+
+
+def test_label_handles_a_spiral_without_merging_separate_arms():
+    m = torch.zeros(1, 64, 64)
+    for i in range(0, 30, 4):  # nested square rings, each separate
+        m[0, i, i : 64 - i] = m[0, 63 - i, i : 64 - i] = 1
+        m[0, i : 64 - i, i] = m[0, i : 64 - i, 63 - i] = 1
+    _, counts = masks.label(m)
+    assert counts == [8]
+
+
+def test_find_regions_reports_half_open_boxes_areas_and_probabilities():
+    m = torch.zeros(1, 10, 20)
+    m[0, 2:5, 3:9] = 1
+    m[0, 7, 15] = 1
+    probs = torch.zeros(1, 10, 20)
+    probs[0, 2:5, 3:9] = 0.5
+    probs[0, 3, 4] = 0.9
+    probs[0, 7, 15] = 0.7
+    r1, r2 = masks.find_regions(m, probs)
+    assert r1.box == (3, 2, 9, 5) and r1.area_px == 18 and r1.area_ratio == 18 / 200
+    assert r1.max_prob == pytest.approx(0.9) and r1.mean_prob == pytest.approx(
+        (17 * 0.5 + 0.9) / 18
+    )
+    assert r2.box == (15, 7, 16, 8) and r2.area_px == 1 and r2.id == 2
+    assert masks.find_regions(torch.zeros(2, 5, 5)) == []
+
+
+def test_refine_applies_steps_in_order():
+    m = blob_mask(50, 50, [(25, 25, 10)]) * 0.8
+    m[0, 0, 0] = 0.9  # a speck
+    out = masks.refine(m, threshold=0.5, grow=2, min_area=10, feather=2.0, invert=True)
+    assert out[0, 0, 0] == 1  # speck dropped, then inverted
+    assert out[0, 25, 25] == 0 and out[0, 25, 37] == 0  # grown by 2 then inverted
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (torch.zeros(4, 4), r"\[B,H,W\]"),
+        (torch.zeros(1, 1, 4, 4), r"\[B,H,W\]"),
+        (torch.zeros(1, 4, 4, dtype=torch.int64), "float"),
+        (torch.full((1, 4, 4), float("nan")), "NaN"),
+        (torch.full((1, 4, 4), 2.0), "0..1"),
+        (torch.zeros(1, 0, 4), "empty"),
+        ("not a tensor", "torch.Tensor"),
+    ],
+)
+def test_bad_masks_raise_naming_the_problem(bad, message):
+    with pytest.raises(ValueError, match=message):
+        masks.threshold(bad)
+
+
+def test_negative_sizes_raise():
+    m = torch.zeros(1, 4, 4)
+    with pytest.raises(ValueError, match="min_area"):
+        masks.remove_small(m, -1)
+    with pytest.raises(ValueError, match="sigma"):
+        masks.feather(m, -2.0)

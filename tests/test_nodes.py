@@ -1,0 +1,128 @@
+"""The ComfyUI node pack: loads like ComfyUI loads it, and each node's contract holds."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO, blob_mask
+
+COMFY_TYPES = {"IMAGE", "MASK", "FLOAT", "INT", "BOOLEAN", "STRING", "PAL_STITCH"}
+
+
+def _load_pack_like_comfyui():
+    """ComfyUI imports a custom-node folder by path, under a module name of its choosing."""
+    name = "custom_nodes.comfyui-pal-under-test"
+    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return _load_pack_like_comfyui()
+
+
+def test_pack_exports_node_mappings(pack):
+    names = set(pack.NODE_CLASS_MAPPINGS)
+    assert {"PALMaskRefine", "PALCropRegions", "PALStitchRegions"} <= names
+    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == names
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["PALCropRegions"] == "PAL Crop Regions"
+
+
+def test_every_node_declares_a_consistent_classic_interface(pack):
+    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
+        spec = cls.INPUT_TYPES()
+        assert set(spec) <= {"required", "optional", "hidden"}, name
+        assert cls.CATEGORY == "PAL" and cls.DESCRIPTION, name
+        assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES), name
+        assert set(cls.RETURN_TYPES) <= COMFY_TYPES, name
+        method = getattr(cls(), cls.FUNCTION)
+        params = inspect.signature(method).parameters
+        required = spec.get("required", {})
+        optional = spec.get("optional", {})
+        assert set(params) == set(required) | set(optional), name
+        for arg in required:
+            assert params[arg].default is inspect.Parameter.empty, (name, arg)
+        for arg in optional:
+            assert params[arg].default is not inspect.Parameter.empty, (name, arg)
+        for arg, (kind, *opts) in {**required, **optional}.items():
+            assert isinstance(kind, (str, list)), (name, arg)
+            options = opts[0] if opts else {}
+            assert options.get("tooltip"), f"{name}.{arg} has no tooltip"
+            if isinstance(kind, list):
+                assert options.get("default", kind[0]) in kind
+            elif "default" in options and "min" in options:
+                assert options["min"] <= options["default"] <= options["max"], (name, arg)
+
+
+def test_library_imports_without_comfyui_present():
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('comfy', 'folder_paths', 'server', 'nodes'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import comfyui_pal, comfyui_pal.cli, comfyui_pal.regions, comfyui_pal.masks\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def _defaults(cls) -> dict:
+    spec = cls.INPUT_TYPES()
+    return {
+        k: v[1]["default"]
+        for part in ("required", "optional")
+        for k, v in spec.get(part, {}).items()
+        if len(v) > 1 and "default" in v[1]
+    }
+
+
+def test_crop_then_stitch_nodes_round_trip_comfy_layouts(pack):
+    crop_cls = pack.NODE_CLASS_MAPPINGS["PALCropRegions"]
+    stitch_cls = pack.NODE_CLASS_MAPPINGS["PALStitchRegions"]
+    image = torch.rand(2, 96, 128, 3)  # ComfyUI IMAGE [B,H,W,C]
+    mask = blob_mask(96, 128, [(40, 50, 6)])[0]  # a bare [H,W] MASK broadcasts
+    crops, crop_masks, plan, report = crop_cls().crop(image, mask, **_defaults(crop_cls))
+    assert crops.shape[-1] == 3 and crops.shape[0] == 2 and crop_masks.shape == crops.shape[:3]
+    info = json.loads(report)
+    assert [r["status"] for r in info["regions"]] == ["kept", "kept"]
+    (out,) = stitch_cls().stitch(image, plan, crops, 16, False)
+    assert out.shape == image.shape
+    assert (out - image).abs().max() <= 1 / 255
+
+
+def test_empty_mask_flows_through_crop_and_stitch_nodes_unchanged(pack):
+    crop_cls = pack.NODE_CLASS_MAPPINGS["PALCropRegions"]
+    stitch_cls = pack.NODE_CLASS_MAPPINGS["PALStitchRegions"]
+    image = torch.rand(1, 64, 64, 3)
+    crops, _, plan, report = crop_cls().crop(image, torch.zeros(1, 64, 64), **_defaults(crop_cls))
+    assert crops.shape[0] == 1 and json.loads(report)["crops"][0]["used"] is False
+    (out,) = stitch_cls().stitch(image, plan, torch.rand_like(crops), 16, True)
+    assert torch.equal(out, image)
+
+
+def test_mask_refine_node_accepts_a_bare_hw_mask(pack):
+    cls = pack.NODE_CLASS_MAPPINGS["PALMaskRefine"]
+    mask = blob_mask(40, 40, [(20, 20, 5)])[0] * 0.9
+    (out,) = cls().refine(mask, 0.5, 3, True, 0.0, 0.0, False)
+    assert out.shape == (1, 40, 40) and int(out.sum()) == int(
+        blob_mask(40, 40, [(20, 20, 8)]).sum()
+    )
+
+
+def test_a_mask_where_an_image_is_expected_is_named(pack):
+    crop_cls = pack.NODE_CLASS_MAPPINGS["PALCropRegions"]
+    with pytest.raises(ValueError, match="looks like a MASK"):
+        crop_cls().crop(torch.rand(1, 64, 64), torch.zeros(1, 64, 64), **_defaults(crop_cls))
