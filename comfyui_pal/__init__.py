@@ -5,6 +5,8 @@ ComfyUI at module level. Tensors: IMAGE ``[B,H,W,C]`` at the ComfyUI boundary, `
 float 0..1 inside the library; MASK ``[B,H,W]`` float 0..1.
 """
 
+from .cache import load_model
+from .detection import detect, par
 from .masks import Region, feather, fill_holes, find_regions, grow, invert, label, remove_small
 from .masks import threshold as threshold_mask
 from .regions import CropPlan, StitchPlan, crop_regions, plan_crops, stitch, zoom_crops
@@ -17,12 +19,15 @@ __all__ = [
     "StitchPlan",
     "__version__",
     "crop_regions",
+    "detect",
     "feather",
     "fill_holes",
     "find_regions",
     "grow",
     "invert",
     "label",
+    "load_model",
+    "par",
     "plan_crops",
     "remove_small",
     "stitch",

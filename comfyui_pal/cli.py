@@ -1,7 +1,8 @@
 """Command line: ``python -m comfyui_pal <command>`` (also installed as ``comfyui-pal``).
 
 Commands:
-  demo   zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
+  demo     zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
+  convert  any supported detector checkpoint -> our safetensors (architecture in metadata)
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert an mmseg .pth / TorchScript end2end.pt / safetensors to our safetensors."""
+    from .models.loading import convert
+
+    try:
+        out = convert(
+            args.src, args.dst, half=args.half, keep_aux=args.keep_aux, overwrite=args.overwrite
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"convert failed: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="comfyui-pal", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -92,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--blend-radius", type=float, default=16)
     demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     demo.set_defaults(func=cmd_demo)
+    conv = sub.add_parser("convert", help="convert a detector checkpoint to safetensors")
+    conv.add_argument("src", help="official .pth, end2end.pt or .safetensors")
+    conv.add_argument("dst", help="output .safetensors")
+    conv.add_argument("--half", action="store_true", help="store float weights as fp16")
+    conv.add_argument(
+        "--keep-aux",
+        action="store_true",
+        help="keep the auxiliary FCN head (only useful for fine-tuning)",
+    )
+    conv.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    conv.set_defaults(func=cmd_convert)
     return ap
 
 

@@ -4,9 +4,12 @@ Each node converts ComfyUI layouts, calls one library function and converts back
 """
 
 from .mask_nodes import PALMaskRefine
+from .model_nodes import PALDetectArtifacts, PALModelLoader
 from .region_nodes import PALCropRegions, PALStitchRegions
 
 _NODES = {
+    "PALModelLoader": (PALModelLoader, "PAL Model Loader"),
+    "PALDetectArtifacts": (PALDetectArtifacts, "PAL Detect Artifacts"),
     "PALMaskRefine": (PALMaskRefine, "PAL Mask Refine"),
     "PALCropRegions": (PALCropRegions, "PAL Crop Regions"),
     "PALStitchRegions": (PALStitchRegions, "PAL Stitch Regions"),

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO, blob_mask
 
-COMFY_TYPES = {"IMAGE", "MASK", "FLOAT", "INT", "BOOLEAN", "STRING", "PAL_STITCH"}
+COMFY_TYPES = {"IMAGE", "MASK", "FLOAT", "INT", "BOOLEAN", "STRING", "PAL_STITCH", "PAL_MODEL"}
 
 
 def _load_pack_like_comfyui():
@@ -32,7 +32,13 @@ def pack():
 
 def test_pack_exports_node_mappings(pack):
     names = set(pack.NODE_CLASS_MAPPINGS)
-    assert {"PALMaskRefine", "PALCropRegions", "PALStitchRegions"} <= names
+    assert {
+        "PALMaskRefine",
+        "PALCropRegions",
+        "PALStitchRegions",
+        "PALModelLoader",
+        "PALDetectArtifacts",
+    } <= names
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == names
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["PALCropRegions"] == "PAL Crop Regions"
 
@@ -44,6 +50,8 @@ def test_every_node_declares_a_consistent_classic_interface(pack):
         assert cls.CATEGORY == "PAL" and cls.DESCRIPTION, name
         assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES), name
         assert set(cls.RETURN_TYPES) <= COMFY_TYPES, name
+        if hasattr(cls, "OUTPUT_IS_LIST"):
+            assert len(cls.OUTPUT_IS_LIST) == len(cls.RETURN_TYPES), name
         method = getattr(cls(), cls.FUNCTION)
         params = inspect.signature(method).parameters
         required = spec.get("required", {})

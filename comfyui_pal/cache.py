@@ -1,0 +1,174 @@
+"""Shared model cache: one loaded copy per (file identity, device, dtype), for every caller.
+
+File identity is the resolved path with its size and modification time, so an edited or
+replaced file loads afresh. Thread-safe: concurrent requests for one model load it once.
+Least recently used models are dropped when the cache holds more than its memory budget
+(``PAL_CACHE_MB`` environment variable, default 4096 MiB).
+
+Inside ComfyUI the device comes from ``comfy.model_management`` (so ``--cpu`` and the low-VRAM
+modes are respected), and each model is wrapped in ComfyUI's ``ModelPatcher``: ComfyUI then
+frees memory for it before it runs (``prepare``) and offloads it when other models need the
+room. ComfyUI keeps only weak references to patchers, so the cache holds them. Outside ComfyUI
+the device is CUDA, then MPS, then CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models.loading import load_model_file
+
+
+def _comfy_mm():
+    try:
+        import comfy.model_management as mm
+    except Exception:  # not inside ComfyUI (or a broken install): plain torch
+        return None
+    return mm
+
+
+def default_device() -> torch.device:
+    """ComfyUI's torch device when inside ComfyUI; else CUDA, then MPS, then CPU."""
+    mm = _comfy_mm()
+    if mm is not None:
+        return torch.device(mm.get_torch_device())
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Bytes held by a module's parameters and buffers."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass
+class _Entry:
+    model: nn.Module
+    nbytes: int
+    patcher: object | None = None  # comfy.model_patcher.ModelPatcher inside ComfyUI
+
+
+class ModelCache:
+    """LRU cache of loaded detector models under a memory budget (bytes)."""
+
+    def __init__(self, budget_bytes: int | None = None, loader: Callable = load_model_file):
+        if budget_bytes is None:
+            budget_bytes = int(float(os.environ.get("PAL_CACHE_MB", "4096")) * 2**20)
+        self.budget_bytes = budget_bytes
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._loading: dict[tuple, threading.Lock] = {}
+        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._patchers: dict[int, object] = {}
+        self.loads = 0  # how many times a file was actually read (for tests and reports)
+
+    @staticmethod
+    def key(path: str | Path, device: torch.device, dtype: torch.dtype | None) -> tuple:
+        p = Path(path).resolve()
+        st = p.stat()
+        return (str(p), st.st_size, st.st_mtime_ns, str(device), str(dtype))
+
+    def get(
+        self,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> nn.Module:
+        """The cached model for ``path`` on ``device`` / ``dtype``, loading it at most once."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        device = torch.device(device) if device is not None else default_device()
+        key = self.key(path, device, dtype)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key].model
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+                    return self._entries[key].model
+            entry = self._load(path, device, dtype)
+            with self._lock:
+                self._entries[key] = entry
+                if entry.patcher is not None:
+                    self._patchers[id(entry.model)] = entry.patcher
+                self._evict(keep=key)
+                self._loading.pop(key, None)
+        return entry.model
+
+    def _load(self, path: str | Path, device: torch.device, dtype: torch.dtype | None) -> _Entry:
+        mm = _comfy_mm()
+        if mm is None:
+            model = self._loader(path, device, dtype)
+            self.loads += 1
+            return _Entry(model, model_bytes(model))
+        # Inside ComfyUI: load on the offload device; ComfyUI moves it when it runs.
+        from comfy.model_patcher import ModelPatcher
+
+        offload = torch.device(mm.unet_offload_device())
+        model = self._loader(path, offload, dtype)
+        self.loads += 1
+        patcher = ModelPatcher(model, load_device=device, offload_device=offload)
+        return _Entry(model, model_bytes(model), patcher)
+
+    def _evict(self, keep: tuple) -> None:
+        total = sum(e.nbytes for e in self._entries.values())
+        for key in list(self._entries):
+            if total <= self.budget_bytes:
+                break
+            if key == keep:
+                continue
+            entry = self._entries.pop(key)
+            self._patchers.pop(id(entry.model), None)
+            total -= entry.nbytes
+
+    def prepare(self, model: nn.Module) -> torch.device:
+        """Make ``model`` ready to run and return the device its weights are on.
+
+        Inside ComfyUI this asks ComfyUI to free memory and load the model's patcher; it is a
+        no-op otherwise.
+        """
+        patcher = self._patchers.get(id(model))
+        mm = _comfy_mm()
+        if patcher is not None and mm is not None:
+            mm.load_models_gpu([patcher])
+        return next(model.parameters()).device
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._patchers.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self._entries.values())
+
+
+CACHE = ModelCache()
+
+
+def load_model(
+    path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """Load a detector through the shared cache: an ``nn.Module`` in eval mode.
+
+    ``model(x)`` takes normalised ``[B,3,H,W]`` and returns logits ``[B,2,H,W]``.
+    """
+    return CACHE.get(path, device, dtype)

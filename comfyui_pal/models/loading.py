@@ -1,0 +1,281 @@
+"""One entry point that reads any supported detector checkpoint and builds the model.
+
+Formats, told apart by their bytes (never by extension alone):
+
+- our safetensors: architecture and config in the header metadata (``format: comfyui-pal``);
+- mmsegmentation ``.pth``: ``torch.load(..., weights_only=True)``, ``state_dict`` nested or
+  bare; a pickle that needs anything beyond tensors and plain containers is refused;
+- TorchScript ``end2end.pt`` (mmdeploy export): ``torch.jit.load`` on the CPU, then its
+  ``state_dict()`` only. The traced graph is never run: it was traced at 512x512 (on CUDA for
+  the official files) and is wrong on other shapes; our native module gives probabilities too.
+
+The architecture and its hyper-parameters are inferred from the weights, so reduced, full
+and future variants load without a config file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from .swin_upernet import ARCH as SWIN_ARCH
+from .swin_upernet import SwinUperNet, SwinUperNetConfig, config_from_state_dict
+
+FORMAT_TAG = "comfyui-pal"
+FORMAT_VERSION = "1"
+
+# arch name -> (module class, config class, infer-config-from-state_dict function)
+ARCHITECTURES = {
+    SWIN_ARCH: (SwinUperNet, SwinUperNetConfig, config_from_state_dict),
+}
+
+_DROPPED_PREFIXES = ("data_preprocessor.",)  # TorchScript exports keep mmseg's mean / std
+
+
+@dataclass
+class Checkpoint:
+    """Weights read from a file, with what was learnt about them."""
+
+    state_dict: dict[str, Tensor]
+    arch: str
+    config: dict
+    source_format: str  # "safetensors" | "mmseg-pth" | "torchscript"
+    metadata: dict = field(default_factory=dict)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sniff(path: Path) -> str:
+    """'safetensors', 'zip' (torch.save or TorchScript), 'pickle' (legacy torch.save) or ''."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 8:
+        return ""
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    header_len = int.from_bytes(head[:8], "little")
+    if 2 <= header_len < 100_000_000 and head[8:9] == b"{":
+        return "safetensors"
+    return ""
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except zipfile.BadZipFile as exc:
+        raise ValueError(
+            f"cannot read checkpoint {path}: truncated or corrupt zip ({exc})"
+        ) from exc
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(
+            f"cannot read checkpoint {path}: corrupt or truncated safetensors ({exc})"
+        ) from exc
+    return sd, meta
+
+
+def _read_pickle(path: Path) -> dict[str, Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"refused to load {path}: it holds Python objects beyond tensors, which could run "
+            "code when unpickled (torch.load weights_only=True rejected it). If you trust the "
+            "file, re-save just its state_dict, then convert it with "
+            "`python -m comfyui_pal convert`"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"cannot read checkpoint {path}: truncated or corrupt ({exc})") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(
+            f"{path} holds a {type(obj).__name__} that is not a state_dict of tensors; "
+            "expected an mmseg checkpoint ({'meta', 'state_dict'}) or a bare state_dict"
+        )
+    return dict(obj)
+
+
+def _read_torchscript(path: Path) -> dict[str, Tensor]:
+    try:
+        with warnings.catch_warnings():  # torch 2.x marks jit.load deprecated; it is the reader
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as exc:
+        raise ValueError(f"cannot read TorchScript checkpoint {path}: {exc}") from exc
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _clean(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    if sd and all(k.startswith("module.") for k in sd):  # saved from DistributedDataParallel
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return {k: v for k, v in sd.items() if not k.startswith(_DROPPED_PREFIXES)}
+
+
+def detect_arch(sd: dict[str, Tensor]) -> str:
+    """Name the architecture a state_dict belongs to, or raise saying what was found."""
+    keys = list(sd)
+    if any(k.startswith("backbone.stages.") for k in keys) and any(
+        k.startswith("decode_head.psp_modules.") for k in keys
+    ):
+        return SWIN_ARCH
+    sample = ", ".join(keys[:4]) or "no tensors"
+    raise ValueError(
+        f"unknown checkpoint layout ({len(keys)} tensors: {sample}, ...); expected a PAL "
+        "detector: an official PAL4VST Swin + UPerNet checkpoint (keys backbone.stages.*, "
+        "decode_head.*) or a comfyui-pal safetensors file"
+    )
+
+
+def read_checkpoint(path: str | Path, keep_aux: bool = False) -> Checkpoint:
+    """Read weights from any supported file and identify their architecture and config."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    kind = _sniff(path)
+    meta: dict = {}
+    if kind == "safetensors":
+        sd, meta = _read_safetensors(path)
+        fmt = "safetensors"
+    elif kind == "zip" and _is_torchscript(path):
+        sd, fmt = _read_torchscript(path), "torchscript"
+    elif kind in ("zip", "pickle"):
+        sd, fmt = _read_pickle(path), "mmseg-pth"
+    else:
+        raise ValueError(
+            f"{path} is not a checkpoint this pack reads (found neither safetensors, a torch "
+            "zip / pickle nor TorchScript); expected .safetensors, mmseg .pth or end2end.pt"
+        )
+    sd = _clean(sd)
+    if meta.get("format") == FORMAT_TAG:
+        arch = meta.get("arch", "")
+        if arch not in ARCHITECTURES:
+            raise ValueError(
+                f"{path} declares architecture {arch!r}; known: {sorted(ARCHITECTURES)}"
+            )
+        config = json.loads(meta.get("config", "{}"))
+    else:
+        arch = detect_arch(sd)
+        config = ARCHITECTURES[arch][2](sd, keep_aux=keep_aux).to_dict()
+    if not keep_aux:
+        sd = {k: v for k, v in sd.items() if not k.startswith("auxiliary_head.")}
+        config["aux_channels"] = None
+    return Checkpoint(sd, arch, config, fmt, meta)
+
+
+def build_model(ckpt: Checkpoint) -> nn.Module:
+    """Instantiate the checkpoint's architecture and load its weights strictly (eval mode)."""
+    cls, cfg_cls, _ = ARCHITECTURES[ckpt.arch]
+    model = cls(cfg_cls.from_dict(ckpt.config))
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in ckpt.state_dict]
+    unexpected = [k for k in ckpt.state_dict if k not in expected]
+    wrong = [
+        f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
+        for k, v in ckpt.state_dict.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            parts.append(f"{len(wrong)} with other shapes (e.g. {'; '.join(wrong[:2])})")
+        raise ValueError(
+            f"weights do not fit the {ckpt.arch} architecture they look like: "
+            + ", ".join(parts)
+            + "; the file may be truncated, from another model, or edited"
+        )
+    sd = {
+        k: v.to(expected[k].dtype) if v.is_floating_point() else v
+        for k, v in ckpt.state_dict.items()
+    }
+    model.load_state_dict(sd, strict=True)
+    return model.eval().requires_grad_(False)
+
+
+def load_model_file(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> nn.Module:
+    """Read, build and place a detector without any caching (see ``cache.load_model``)."""
+    model = build_model(read_checkpoint(path))
+    return model.to(device=device, dtype=dtype) if dtype else model.to(device)
+
+
+def save_checkpoint(
+    model: nn.Module, path: str | Path, *, half: bool = False, extra: dict | None = None
+) -> Path:
+    """Write ``model`` as our safetensors with architecture + config metadata."""
+    path = Path(path)
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    meta = {
+        "format": FORMAT_TAG,
+        "format_version": FORMAT_VERSION,
+        "arch": model.arch,
+        "config": json.dumps(model.config.to_dict()),
+        "dtype": "float16" if half else "float32",
+    }
+    meta.update({k: str(v) for k, v in (extra or {}).items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(sd, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def convert(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    half: bool = False,
+    keep_aux: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Convert any supported checkpoint to our safetensors format (records source + sha256)."""
+    src, dst = Path(src), Path(dst)
+    if dst.suffix != ".safetensors":
+        raise ValueError(f"output {dst} must end in .safetensors")
+    if dst.exists() and (not overwrite or dst.resolve() == src.resolve()):
+        raise FileExistsError(f"{dst} exists; pass --overwrite to replace it (never the input)")
+    ckpt = read_checkpoint(src, keep_aux=keep_aux)
+    model = build_model(ckpt)
+    return save_checkpoint(
+        model,
+        dst,
+        half=half,
+        extra={
+            "source_file": src.name,
+            "source_sha256": sha256_file(src),
+            "source_format": ckpt.source_format,
+        },
+    )

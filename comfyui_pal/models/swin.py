@@ -1,0 +1,216 @@
+"""Swin Transformer backbone, laid out so an mmsegmentation state_dict loads by name.
+
+Plain ``nn.Module`` code for the PAL4VST backbone (Liu et al., ICCV 2021, as implemented in
+mmseg 0.x / 1.x ``SwinTransformer``). Module names follow mmseg: ``patch_embed``,
+``stages.{i}.blocks.{j}.{norm1,attn.w_msa,norm2,ffn}``, ``stages.{i}.downsample``,
+``norm{i}``. Any input size works: the patch embedding, every window attention and every
+patch merging zero-pad at the bottom / right as mmseg does.
+
+Shapes: tokens ``[B, H*W, C]``; outputs ``[B, C_i, H_i, W_i]`` with ``H_1 = ceil(H/4)`` and
+``H_{i+1} = ceil(H_i/2)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+MASK_FILL = -100.0  # value mmseg adds to attention logits across shifted-window borders
+
+
+class PatchEmbed(nn.Module):
+    """Zero-pad to a multiple of the patch, ``Conv2d(3, C, p, stride p)``, LayerNorm."""
+
+    def __init__(self, embed_dim: int, patch_size: int = 4, in_chans: int = 3) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.projection = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        p = self.patch_size
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, (-w) % p, 0, (-h) % p))
+        x = self.projection(x)
+        hw = (x.shape[2], x.shape[3])
+        return self.norm(x.flatten(2).transpose(1, 2)), hw
+
+
+def relative_position_index(window: int) -> Tensor:
+    """``[window^2, window^2]`` int64 index into the ``(2w-1)^2`` relative-bias table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
+    coords = coords.flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+    return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+
+
+class WindowMSA(nn.Module):
+    """Multi-head self-attention inside windows with a learned relative position bias."""
+
+    def __init__(self, dim: int, num_heads: int, window: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window - 1) ** 2, num_heads)
+        )
+        self.register_buffer("relative_position_index", relative_position_index(window))
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``x`` ``[B*nW, N, C]``; ``mask`` ``[nW, N, N]`` (0 or MASK_FILL) or None."""
+        bw, n, c = x.shape
+        qkv = rearrange(self.qkv(x), "b n (k h d) -> k b h n d", k=3, h=self.num_heads)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        attn = attn + bias.view(n, n, -1).permute(2, 0, 1)[None]
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask[None, :, None]
+            attn = attn.view(-1, self.num_heads, n, n)
+        attn = attn.softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(bw, n, c))
+
+
+class ShiftWindowMSA(nn.Module):
+    """Pad to whole windows, optionally roll by half a window, attend per window, undo."""
+
+    def __init__(self, dim: int, num_heads: int, window: int, shift: int) -> None:
+        super().__init__()
+        self.window = window
+        self.shift = shift
+        self.w_msa = WindowMSA(dim, num_heads, window)
+
+    def _shift_mask(self, hp: int, wp: int, device: torch.device) -> Tensor:
+        ws, s = self.window, self.shift
+        img = torch.zeros(hp, wp, device=device)
+        cnt = 0
+        for hs in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+            for wsl in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+                img[hs, wsl] = cnt
+                cnt += 1
+        ids = rearrange(img, "(h p) (w q) -> (h w) (p q)", p=ws, q=ws)
+        diff = ids[:, None, :] - ids[:, :, None]
+        return torch.where(diff != 0, MASK_FILL, 0.0)
+
+    def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        h, w = hw
+        b, _, c = x.shape
+        ws = self.window
+        x = x.view(b, h, w, c)
+        x = F.pad(x, (0, 0, 0, (-w) % ws, 0, (-h) % ws))
+        hp, wp = x.shape[1], x.shape[2]
+        mask = None
+        if self.shift:
+            x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
+            mask = self._shift_mask(hp, wp, x.device)
+        win = rearrange(x, "b (h p) (w q) c -> (b h w) (p q) c", p=ws, q=ws)
+        win = self.w_msa(win, mask)
+        x = rearrange(win, "(b h w) (p q) c -> b (h p) (w q) c", b=b, h=hp // ws, p=ws)
+        if self.shift:
+            x = torch.roll(x, shifts=(self.shift, self.shift), dims=(1, 2))
+        return x[:, :h, :w, :].reshape(b, h * w, c)
+
+
+class FFN(nn.Module):
+    """``Linear -> GELU -> Linear`` named like mmcv's FFN (``layers.0.0`` and ``layers.1``)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(dim, hidden), nn.GELU()), nn.Linear(hidden, dim)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class SwinBlock(nn.Module):
+    """``x + attn(LN(x))`` then ``x + ffn(LN(x))``; odd blocks use shifted windows."""
+
+    def __init__(self, dim: int, num_heads: int, window: int, shift: bool, mlp_ratio: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = ShiftWindowMSA(dim, num_heads, window, window // 2 if shift else 0)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = FFN(dim, dim * mlp_ratio)
+
+    def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        x = x + self.attn(self.norm1(x), hw)
+        return x + self.ffn(self.norm2(x))
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbourhoods to one token: pad to even, unfold (channel-major), LN, Linear."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: Tensor, hw: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
+        h, w = hw
+        x = rearrange(x, "b (h w) c -> b c h w", h=h, w=w)
+        x = F.pad(x, (0, w % 2, 0, h % 2))
+        # mmseg uses nn.Unfold(2, stride=2): feature index = c*4 + kh*2 + kw
+        x = rearrange(x, "b c (h kh) (w kw) -> b (h w) (c kh kw)", kh=2, kw=2)
+        return self.reduction(self.norm(x)), ((h + 1) // 2, (w + 1) // 2)
+
+
+class SwinStage(nn.Module):
+    def __init__(
+        self, dim: int, depth: int, num_heads: int, window: int, mlp_ratio: int, downsample: bool
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            SwinBlock(dim, num_heads, window, shift=j % 2 == 1, mlp_ratio=mlp_ratio)
+            for j in range(depth)
+        )
+        self.downsample = PatchMerging(dim) if downsample else None
+
+    def forward(self, x: Tensor, hw: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
+        for block in self.blocks:
+            x = block(x, hw)
+        return x, hw
+
+
+class SwinTransformer(nn.Module):
+    """Swin backbone returning the four normalised stage outputs ``[B, C*2^i, H_i, W_i]``."""
+
+    def __init__(
+        self,
+        embed_dim: int = 128,
+        depths: tuple[int, ...] = (2, 2, 18, 2),
+        num_heads: tuple[int, ...] = (4, 8, 16, 32),
+        window: int = 12,
+        mlp_ratio: int = 4,
+        patch_size: int = 4,
+    ) -> None:
+        super().__init__()
+        if len(depths) != len(num_heads):
+            raise ValueError(f"depths {depths} and num_heads {num_heads} differ in length")
+        self.patch_embed = PatchEmbed(embed_dim, patch_size)
+        n = len(depths)
+        dims = [embed_dim * 2**i for i in range(n)]
+        self.stages = nn.ModuleList(
+            SwinStage(dims[i], depths[i], num_heads[i], window, mlp_ratio, i < n - 1)
+            for i in range(n)
+        )
+        for i, d in enumerate(dims):
+            self.add_module(f"norm{i}", nn.LayerNorm(d))
+        self.out_channels = dims
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x, hw = self.patch_embed(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x, hw = stage(x, hw)
+            out = getattr(self, f"norm{i}")(x)
+            outs.append(rearrange(out, "b (h w) c -> b c h w", h=hw[0], w=hw[1]))
+            if stage.downsample is not None:
+                x, hw = stage.downsample(x, hw)
+        return outs

@@ -1,0 +1,190 @@
+"""Detector loading and artifact detection nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from comfyui_pal import cache, detection, preview
+from comfyui_pal.layout import bchw_to_image
+
+CATEGORY = "PAL"
+EXTENSIONS = {".safetensors", ".pth", ".pt"}
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
+SHIPPED_PREFIX = "shipped/"
+
+
+@dataclass
+class PalModel:
+    """The PAL_MODEL value passed between nodes: a cached detector and how to run it."""
+
+    model: torch.nn.Module
+    name: str
+    precision: str = "auto"
+
+
+def _comfy_model_dirs() -> list[Path] | None:
+    """ComfyUI's ``models/pal`` folders (registered on first use), or None outside ComfyUI."""
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    if "pal" not in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path("pal", os.path.join(folder_paths.models_dir, "pal"))
+    paths, exts = folder_paths.folder_names_and_paths["pal"]
+    folder_paths.folder_names_and_paths["pal"] = (paths, set(exts) | EXTENSIONS)
+    return [Path(p) for p in folder_paths.get_folder_paths("pal")]
+
+
+def model_dirs() -> list[Path]:
+    """Folders searched for user checkpoints: ComfyUI's models/pal, else $PAL_MODELS_DIR."""
+    dirs = _comfy_model_dirs()
+    if dirs is None:
+        env = os.environ.get("PAL_MODELS_DIR")
+        dirs = [Path(env)] if env else []
+    return dirs
+
+
+def model_choices() -> list[str]:
+    """Shipped weights first (``shipped/NAME``), then every checkpoint in the model folders."""
+    names = [f"{SHIPPED_PREFIX}{p.name}" for p in sorted(SHIPPED_DIR.glob("*.safetensors"))]
+    for d in model_dirs():
+        if d.is_dir():
+            names += sorted(
+                str(p.relative_to(d)) for p in d.rglob("*") if p.suffix.lower() in EXTENSIONS
+            )
+    return names or ["(no models: put PAL4VST checkpoints in models/pal)"]
+
+
+def resolve_model(name: str) -> Path:
+    if name.startswith(SHIPPED_PREFIX):
+        path = SHIPPED_DIR / name[len(SHIPPED_PREFIX) :]
+        if path.is_file():
+            return path
+    for d in model_dirs():
+        if (d / name).is_file():
+            return d / name
+    raise FileNotFoundError(
+        f"model {name!r} not found in {SHIPPED_DIR} or {[str(d) for d in model_dirs()]}; put "
+        "checkpoints (.safetensors, mmseg .pth, end2end.pt) in ComfyUI's models/pal folder"
+    )
+
+
+class PALModelLoader:
+    DESCRIPTION = (
+        "Load a PAL artifact detector (the shipped default, or official PAL4VST .pth / "
+        "end2end.pt / converted .safetensors from models/pal). One copy per device is shared by "
+        "every node and queued prompt."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("PAL_MODEL",)
+    RETURN_NAMES = ("pal_model",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "model_name": (model_choices(), {"tooltip": "Checkpoint to load."}),
+                "device": (
+                    ["auto", "cpu", "cuda", "mps"],
+                    {"default": "auto", "tooltip": "auto = ComfyUI's device (or CUDA, MPS, CPU)."},
+                ),
+                "precision": (
+                    list(detection.PRECISIONS),
+                    {"default": "auto", "tooltip": "Autocast precision on GPU; CPU runs fp32."},
+                ),
+            }
+        }
+
+    def load(self, model_name, device, precision):
+        path = resolve_model(model_name)
+        dev = None if device == "auto" else torch.device(device)
+        return (PalModel(cache.load_model(path, dev), model_name, precision),)
+
+
+def _progress():
+    try:
+        import comfy.model_management as mm
+        import comfy.utils
+    except ImportError:
+        return None
+    bar = {}
+
+    def update(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        if "bar" not in bar:
+            bar["bar"] = comfy.utils.ProgressBar(total)
+        bar["bar"].update_absolute(done, total)
+
+    return update
+
+
+class PALDetectArtifacts:
+    DESCRIPTION = (
+        "Find perceptual artifacts: per-pixel artifact probability, a binary mask at the "
+        "threshold, a red overlay preview, and PAR (artifact area ratio, lower is better) per "
+        "image."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("MASK", "MASK", "IMAGE", "FLOAT", "STRING")
+    RETURN_NAMES = ("probability", "mask", "preview", "par", "summary")
+    OUTPUT_IS_LIST = (False, False, False, True, False)
+    FUNCTION = "detect"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "Generated images [B,H,W,C]."}),
+                "pal_model": ("PAL_MODEL", {"tooltip": "From PAL Model Loader."}),
+                "mode": (
+                    list(detection.MODES),
+                    {
+                        "default": "resize",
+                        "tooltip": "resize: the paper's 512x512 pass. tiled: "
+                        "native-resolution windows fused with it (keeps small artifacts on big "
+                        "images).",
+                    },
+                ),
+                "threshold": (
+                    "FLOAT",
+                    {
+                        "default": 0.5,
+                        "min": 0.01,
+                        "max": 0.99,
+                        "step": 0.01,
+                        "tooltip": "Probability above which a pixel is an "
+                        "artifact (0.5 = the model's argmax).",
+                    },
+                ),
+            },
+            "optional": {
+                "tta": (
+                    "BOOLEAN",
+                    {"default": False, "tooltip": "Average with a mirrored pass (2x slower)."},
+                ),
+            },
+        }
+
+    def detect(self, image, pal_model, mode, threshold, tta=False):
+        probs = detection.detect(
+            pal_model.model, image, mode, tta, precision=pal_model.precision, progress=_progress()
+        )
+        binary = (probs > threshold).float()
+        pars = detection.par(probs, threshold).tolist()
+        rgb = detection.as_rgb_bchw(image)
+        shown = bchw_to_image(preview.overlay(rgb, probs, threshold))
+        summary = json.dumps(
+            {
+                "model": pal_model.name,
+                "mode": mode,
+                "threshold": threshold,
+                "par": [round(p, 5) for p in pars],
+            }
+        )
+        return probs, binary, shown, pars, summary

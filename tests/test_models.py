@@ -1,0 +1,217 @@
+"""Native PAL4VST architecture against mmsegmentation's own outputs, and checkpoint loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURES, requires_fixtures
+from PIL import Image
+
+from comfyui_pal import cli
+from comfyui_pal.detection import normalize
+from comfyui_pal.models import SwinUperNet, SwinUperNetConfig, convert, load_model_file
+from comfyui_pal.models.loading import read_checkpoint
+
+IMAGES = [("", "input.png"), ("_wide", "input_wide.png"), ("_odd", "input_odd.png")]
+
+
+def _input(name: str) -> torch.Tensor:
+    rgb = np.array(Image.open(FIXTURES / name).convert("RGB"), dtype=np.float32)
+    return normalize(torch.from_numpy(rgb).permute(2, 0, 1)[None] / 255.0)
+
+
+def _check_against_mmseg(model: torch.nn.Module) -> None:
+    for suffix, name in IMAGES:
+        with torch.no_grad():
+            logits = model(_input(name))
+        expected = torch.from_numpy(np.load(FIXTURES / f"expected_logits{suffix}.npy"))
+        prob1 = torch.from_numpy(np.load(FIXTURES / f"expected_prob1{suffix}.npy"))
+        assert logits.shape == expected.shape, name
+        assert (logits - expected).abs().max() < 1e-4, name
+        assert (logits.softmax(1)[0, 1] - prob1).abs().max() < 5e-5, name
+
+
+@requires_fixtures()
+def test_reduced_model_from_mmseg_pth_matches_mmsegmentation():
+    _check_against_mmseg(load_model_file(FIXTURES / "reduced.pth"))
+
+
+@requires_fixtures()
+def test_reduced_model_from_torchscript_end2end_matches_mmsegmentation():
+    _check_against_mmseg(load_model_file(FIXTURES / "end2end_reduced.pt"))
+
+
+@requires_fixtures()
+def test_labels_match_except_at_near_ties():
+    model = load_model_file(FIXTURES / "reduced.pth")
+    for suffix, name in IMAGES:
+        with torch.no_grad():
+            labels = model(_input(name)).argmax(1)[0].numpy()
+        expected = np.load(FIXTURES / f"expected_labels{suffix}.npy")
+        margin = np.abs(np.diff(np.load(FIXTURES / f"expected_logits{suffix}.npy")[0], axis=0))[0]
+        assert np.all((labels == expected) | (margin < 1e-3)), name
+
+
+@requires_fixtures()
+def test_auxiliary_head_matches_when_kept_for_training():
+    ckpt = read_checkpoint(FIXTURES / "reduced.pth", keep_aux=True)
+    from comfyui_pal.models import build_model
+
+    model = build_model(ckpt)
+    with torch.no_grad():
+        _, aux = model.forward_train(_input("input.png"))
+    expected = torch.from_numpy(np.load(FIXTURES / "expected_aux_logits.npy"))
+    assert (aux - expected).abs().max() < 1e-4
+
+
+@requires_fixtures()
+def test_full_architecture_state_dict_equals_the_official_manifest():
+    manifest = json.loads((FIXTURES / "full_manifest.json").read_text())
+    model = SwinUperNet(SwinUperNetConfig(aux_channels=256))
+    ours = [
+        (k, list(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in model.state_dict().items()
+    ]
+    theirs = [(e["key"], e["shape"], e["dtype"]) for e in manifest["keys"]]
+    assert ours == theirs
+    inference_only = SwinUperNet()
+    assert list(inference_only.state_dict()) == [
+        k for k, _, _ in theirs if not k.startswith("auxiliary_head.")
+    ]
+
+
+@requires_fixtures()
+def test_hyper_parameters_are_inferred_from_the_weights():
+    cfg = read_checkpoint(FIXTURES / "reduced.pth").config
+    assert cfg["embed_dim"] == 24 and list(cfg["depths"]) == [2, 2, 2, 2]
+    assert list(cfg["num_heads"]) == [1, 2, 4, 8] and cfg["window"] == 12
+    assert cfg["channels"] == 64 and cfg["num_classes"] == 2 and cfg["aux_channels"] is None
+
+
+def test_any_input_size_works_including_tiny_and_odd():
+    model = SwinUperNet(
+        SwinUperNetConfig(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), channels=8)
+    ).eval()
+    for h, w in [(1, 1), (7, 5), (33, 97), (64, 64)]:
+        with torch.no_grad():
+            assert model(torch.randn(2, 3, h, w)).shape == (2, 2, h, w)
+
+
+@requires_fixtures()
+def test_convert_writes_safetensors_that_load_to_the_same_model(tmp_path):
+    out = tmp_path / "reduced.safetensors"
+    assert cli.main(["convert", str(FIXTURES / "reduced.pth"), str(out)]) == 0
+    ckpt = read_checkpoint(out)
+    assert ckpt.source_format == "safetensors" and ckpt.arch == "swin_upernet"
+    assert (
+        ckpt.metadata["source_file"] == "reduced.pth" and len(ckpt.metadata["source_sha256"]) == 64
+    )
+    _check_against_mmseg(load_model_file(out))
+
+
+@requires_fixtures()
+def test_half_precision_conversion_halves_the_file_and_stays_close(tmp_path):
+    full, half = tmp_path / "f.safetensors", tmp_path / "h.safetensors"
+    convert(FIXTURES / "reduced.pth", full)
+    convert(FIXTURES / "reduced.pth", half, half=True)
+    assert os.path.getsize(half) < 0.65 * os.path.getsize(full)
+    a, b = load_model_file(full), load_model_file(half)
+    x = _input("input_odd.png")
+    with torch.no_grad():
+        assert (a(x).softmax(1) - b(x).softmax(1)).abs().max() < 0.02
+
+
+@requires_fixtures()
+def test_convert_never_overwrites_without_being_asked(tmp_path):
+    out = tmp_path / "o.safetensors"
+    out.write_bytes(b"keep me")
+    assert cli.main(["convert", str(FIXTURES / "reduced.pth"), str(out)]) == 2
+    assert out.read_bytes() == b"keep me"
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": _Evil()}, path)
+    with pytest.raises(ValueError, match="refused to load"):
+        read_checkpoint(path)
+    legacy = tmp_path / "evil_legacy.pth"
+    legacy.write_bytes(pickle.dumps(_Evil(), protocol=2))
+    with pytest.raises(ValueError, match=r"refused to load|truncated or corrupt"):
+        read_checkpoint(legacy)
+
+
+def test_unknown_layouts_are_named(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"encoder.weight": torch.zeros(3)}, path)
+    with pytest.raises(ValueError, match=r"unknown checkpoint layout.*encoder\.weight"):
+        read_checkpoint(path)
+
+
+def test_files_that_are_not_checkpoints_are_named(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("hello, I am text")
+    with pytest.raises(ValueError, match="not a checkpoint this pack reads"):
+        read_checkpoint(path)
+    with pytest.raises(FileNotFoundError):
+        read_checkpoint(tmp_path / "missing.pth")
+
+
+@requires_fixtures()
+@pytest.mark.parametrize("name", ["reduced.pth", "end2end_reduced.pt"])
+def test_truncated_checkpoints_raise_a_clear_error(tmp_path, name):
+    data = (FIXTURES / name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"truncated or corrupt|cannot read"):
+        load_model_file(path)
+
+
+@requires_fixtures()
+def test_truncated_safetensors_raise_a_clear_error(tmp_path):
+    good = tmp_path / "g.safetensors"
+    convert(FIXTURES / "reduced.pth", good)
+    bad = tmp_path / "b.safetensors"
+    bad.write_bytes(good.read_bytes()[:-1000])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_model_file(bad)
+
+
+@requires_fixtures()
+def test_weights_missing_from_a_checkpoint_are_listed(tmp_path):
+    sd = torch.load(FIXTURES / "reduced.pth", weights_only=True)["state_dict"]
+    del sd["decode_head.fpn_bottleneck.conv.weight"]
+    sd["backbone.norm3.weight"] = torch.zeros(5)
+    path = tmp_path / "broken.pth"
+    torch.save(sd, path)
+    with pytest.raises(ValueError, match=r"1 missing .*fpn_bottleneck.*other shapes.*norm3"):
+        load_model_file(path)
+
+
+@requires_fixtures()
+def test_ddp_prefixed_and_bare_state_dicts_load(tmp_path):
+    sd = torch.load(FIXTURES / "reduced.pth", weights_only=True)["state_dict"]
+    path = tmp_path / "ddp.pth"
+    torch.save({f"module.{k}": v for k, v in sd.items()}, path)
+    _check_against_mmseg(load_model_file(path))
+
+
+def test_inputs_are_never_modified(tmp_path):
+    # the loader only reads: a copy of the file is byte-identical afterwards
+    if not FIXTURES.exists():
+        pytest.skip("fixtures absent")
+    src = tmp_path / "r.pth"
+    shutil.copy(FIXTURES / "reduced.pth", src)
+    before = src.read_bytes()
+    load_model_file(src)
+    assert src.read_bytes() == before
