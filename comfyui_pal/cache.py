@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,7 +146,14 @@ class ModelCache:
         patcher = self._patchers.get(id(model))
         mm = _comfy_mm()
         if patcher is not None and mm is not None:
-            mm.load_models_gpu([patcher])
+            try:
+                mm.load_models_gpu([patcher])
+            except Exception as exc:  # an incompatible ComfyUI: run where the weights are
+                warnings.warn(
+                    f"ComfyUI could not load the PAL model ({exc}); running it unmanaged",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         return next(model.parameters()).device
 
     def clear(self) -> None:

@@ -117,15 +117,18 @@ def detect(
     tile: int = INPUT_SIZE,
     overlap: float = 0.25,
     global_weight: float = 0.5,
+    max_batch_pixels: int = 2 * INPUT_SIZE**2,
     precision: str = "auto",
     progress: Progress | None = None,
 ) -> Tensor:
     """Artifact probabilities ``[B,H,W]`` in 0..1 for ComfyUI IMAGE ``images`` ``[B,H,W,C]``.
 
     ``mode`` is ``resize`` or ``tiled`` (windows of ``tile`` px overlapping by ``overlap``,
-    fused with the global pass at ``global_weight``). At most ``batch_size`` images or tiles
-    go through the model at once. ``progress(done, total)`` is called after each chunk and may
-    raise to stop. Grayscale and RGBA images are converted; images under 32 px are padded.
+    fused with the global pass at ``global_weight``). At most ``batch_size`` images or tiles,
+    and at most ``max_batch_pixels`` input pixels, go through the model at once (activation
+    memory grows with the pixels: the full Swin-B needs about 0.7 GB per 512x512 item).
+    ``progress(done, total)`` is called after each chunk and may raise to stop. Grayscale
+    and RGBA images are converted; images under 32 px are padded.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -147,13 +150,14 @@ def detect(
                 for xx in _tile_starts(w, tile, stride):
                     plans.append(("tile", i, (y, xx)))
     total = len(plans)
+    per_chunk = max(1, min(batch_size, max_batch_pixels // max(INPUT_SIZE, tile) ** 2))
     glob = torch.zeros(b, h, w)
     acc = torch.zeros(b, h, w)
     norm = torch.zeros(b, h, w)
     done = 0
     with torch.inference_mode(), _autocast(device, precision):
-        for start in range(0, total, batch_size):
-            chunk = plans[start : start + batch_size]
+        for start in range(0, total, per_chunk):
+            chunk = plans[start : start + per_chunk]
             kinds = {k for k, _, _ in chunk}
             for kind in sorted(kinds):
                 items = [(i, pos) for k, i, pos in chunk if k == kind]

@@ -192,7 +192,8 @@ def read_checkpoint(path: str | Path, keep_aux: bool = False) -> Checkpoint:
 def build_model(ckpt: Checkpoint) -> nn.Module:
     """Instantiate the checkpoint's architecture and load its weights strictly (eval mode)."""
     cls, cfg_cls, _ = ARCHITECTURES[ckpt.arch]
-    model = cls(cfg_cls.from_dict(ckpt.config))
+    with torch.device("meta"):  # no random init, no second copy of the weights
+        model = cls(cfg_cls.from_dict(ckpt.config))
     expected = model.state_dict()
     missing = [k for k in expected if k not in ckpt.state_dict]
     unexpected = [k for k in ckpt.state_dict if k not in expected]
@@ -218,7 +219,7 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
         k: v.to(expected[k].dtype) if v.is_floating_point() else v
         for k, v in ckpt.state_dict.items()
     }
-    model.load_state_dict(sd, strict=True)
+    model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)
 
 

@@ -61,19 +61,30 @@ class WindowMSA(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``x`` ``[B*nW, N, C]``; ``mask`` ``[nW, N, N]`` (0 or MASK_FILL) or None."""
+        """``x`` ``[B*nW, N, C]``; ``mask`` ``[nW, N, N]`` (0 or MASK_FILL) or None.
+
+        ``softmax(q k^T * scale + bias (+ mask)) v`` through PyTorch's fused attention, which
+        never materialises the attention maps of all windows at once.
+        """
         bw, n, c = x.shape
         qkv = rearrange(self.qkv(x), "b n (k h d) -> k b h n d", k=3, h=self.num_heads)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q * self.scale) @ k.transpose(-2, -1)
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        attn = attn + bias.view(n, n, -1).permute(2, 0, 1)[None]
-        if mask is not None:
+        bias = bias.view(n, n, -1).permute(2, 0, 1).to(q.dtype)  # [heads, N, N]
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], scale=self.scale)
+        else:  # one call per image so the [nW, heads, N, N] mask is shared, not copied
             nw = mask.shape[0]
-            attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask[None, :, None]
-            attn = attn.view(-1, self.num_heads, n, n)
-        attn = attn.softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(bw, n, c))
+            m = bias[None] + mask[:, None].to(q.dtype)
+            out = torch.cat(
+                [
+                    F.scaled_dot_product_attention(
+                        q[i : i + nw], k[i : i + nw], v[i : i + nw], attn_mask=m, scale=self.scale
+                    )
+                    for i in range(0, bw, nw)
+                ]
+            )
+        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
 class ShiftWindowMSA(nn.Module):
