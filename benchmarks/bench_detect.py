@@ -35,6 +35,18 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(runs)
 
 
+def _interleaved(a, b, repeats: int) -> tuple[float, float]:
+    """Median times of ``a`` and ``b`` run alternately, so machine noise hits both alike."""
+    a(), b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
 def _child_tiled_rss(size: int) -> dict:
     torch.manual_seed(0)
     model = SwinUperNet().eval()
@@ -54,7 +66,7 @@ def _child_tiled_rss(size: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--size", type=int, default=2048, help="image side for the tiled RSS run")
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--child-rss", type=int, help=argparse.SUPPRESS)
@@ -71,8 +83,7 @@ def main() -> None:
     x = torch.randn(1, 3, 512, 512)
     with torch.inference_mode():
         traced = torch.jit.trace(model, x, check_trace=False)
-        t_native = _time(lambda: model(x), args.repeats)
-        t_traced = _time(lambda: traced(x), args.repeats)
+        t_native, t_traced = _interleaved(lambda: model(x), lambda: traced(x), args.repeats)
     print(f"\n512x512 CPU fp32 forward (median of {args.repeats})")
     print(f"  native   {t_native * 1e3:8.0f} ms")
     print(

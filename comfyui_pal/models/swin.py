@@ -76,14 +76,13 @@ class WindowMSA(nn.Module):
         else:  # one call per image so the [nW, heads, N, N] mask is shared, not copied
             nw = mask.shape[0]
             m = bias[None] + mask[:, None].to(q.dtype)
-            out = torch.cat(
-                [
-                    F.scaled_dot_product_attention(
-                        q[i : i + nw], k[i : i + nw], v[i : i + nw], attn_mask=m, scale=self.scale
-                    )
-                    for i in range(0, bw, nw)
-                ]
-            )
+            outs = [
+                F.scaled_dot_product_attention(
+                    q[i : i + nw], k[i : i + nw], v[i : i + nw], attn_mask=m, scale=self.scale
+                )
+                for i in range(0, bw, nw)
+            ]
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
