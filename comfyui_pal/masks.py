@@ -11,7 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-from kornia.filters import gaussian_blur2d
+import torch.nn.functional as F
+from kornia.filters import get_gaussian_kernel1d
 from torch import Tensor
 
 from .checks import check_mask, check_nonnegative
@@ -189,7 +190,7 @@ def _component_roots(fg: Tensor, connectivity: int = 8) -> tuple[Tensor, Tensor,
 def label(mask: Tensor, connectivity: int = 8) -> tuple[Tensor, list[int]]:
     """Connected components of a binary ``[B,H,W]`` mask (float 0/1 or bool).
 
-    Returns ``(labels, counts)``: ``labels`` int64 ``[B,H,W]`` with 0 for background and
+    Returns ``(labels, counts)``: ``labels`` int32 ``[B,H,W]`` with 0 for background and
     1..K per image, numbered in raster order of each component's first pixel; ``counts[b]`` is
     K for image b. ``connectivity`` is 8 (default) or 4.
     """
@@ -197,7 +198,7 @@ def label(mask: Tensor, connectivity: int = 8) -> tuple[Tensor, list[int]]:
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
     fg = _binary(mask)
     b, h, w = fg.shape
-    labels = torch.zeros((b * h, w), dtype=torch.long, device=fg.device)
+    labels = torch.zeros((b * h, w), dtype=torch.int32, device=fg.device)
     row_id, sub, roots = _component_roots(fg, connectivity)
     fg_roots = roots[sub]
     if fg_roots.numel() == 0:
@@ -206,8 +207,8 @@ def label(mask: Tensor, connectivity: int = 8) -> tuple[Tensor, list[int]]:
     image_of = uniq // (h * w)
     per_image = torch.bincount(image_of, minlength=b)
     offsets = torch.cumsum(per_image, 0) - per_image
-    sub_labels = torch.zeros_like(roots)
-    sub_labels[sub] = inverse - offsets[image_of][inverse] + 1
+    sub_labels = torch.zeros(roots.shape, dtype=torch.int32, device=fg.device)
+    sub_labels[sub] = (inverse - offsets[image_of][inverse] + 1).int()
     labels[row_id] = sub_labels
     return labels.view(b, h, w), [int(c) for c in per_image]
 
@@ -260,9 +261,15 @@ def blur(mask: Tensor, sigma: float) -> Tensor:
     check_nonnegative(sigma, "sigma")
     if sigma == 0:
         return mask.clone()
-    k = 2 * math.ceil(3 * sigma) + 1
-    out = gaussian_blur2d(mask[:, None].float(), (k, k), (sigma, sigma), border_type="constant")
-    return out[:, 0].to(mask.dtype)
+    return _blur(mask[:, None].float(), sigma)[:, 0].to(mask.dtype)
+
+
+def _blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of ``[N,1,H,W]`` float, zero padding, radius ``ceil(3 sigma)``."""
+    r = math.ceil(3 * sigma)
+    k = get_gaussian_kernel1d(2 * r + 1, sigma, device=x.device, dtype=x.dtype)
+    x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
+    return F.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))
 
 
 def feather(mask: Tensor, sigma: float) -> Tensor:
@@ -273,10 +280,12 @@ def feather(mask: Tensor, sigma: float) -> Tensor:
     farther away stays exactly 0.
     """
     check_mask(mask)
+    check_nonnegative(sigma, "sigma")
     if sigma == 0:
         return mask.clone()
-    reach = grow(mask > 0, math.ceil(3 * sigma)).to(mask.dtype)
-    return torch.maximum(mask, blur(mask, sigma).clamp(0, 1) * reach)
+    reach = _dilate_disc(mask > 0, math.ceil(3 * sigma)).to(mask.dtype)
+    soft = _blur(mask[:, None].float(), sigma)[:, 0].to(mask.dtype)
+    return torch.maximum(mask, soft.clamp(0, 1) * reach)
 
 
 # --- regions --------------------------------------------------------------------------------
@@ -303,7 +312,7 @@ def find_regions(mask: Tensor, probs: Tensor | None = None) -> list[Region]:
 def regions_from_labels(
     labels: Tensor, counts: list[int], probs: Tensor | None = None
 ) -> list[Region]:
-    """Region statistics from ``label`` output (``labels`` int64 ``[B,H,W]``)."""
+    """Region statistics from ``label`` output (``labels`` integer ``[B,H,W]``)."""
     _, h, w = labels.shape
     total = sum(counts)
     if total == 0:
@@ -311,7 +320,7 @@ def regions_from_labels(
     offsets = torch.tensor([0, *counts[:-1]], device=labels.device).cumsum(0)
     fg = labels > 0
     bs, ys, xs = fg.nonzero(as_tuple=True)
-    gid = labels[bs, ys, xs] + offsets[bs] - 1  # global region index 0..total-1
+    gid = labels[bs, ys, xs].long() + offsets[bs] - 1  # global region index 0..total-1
 
     def reduce(values: Tensor, how: str, init: float) -> Tensor:
         out = torch.full((total,), init, dtype=values.dtype, device=values.device)

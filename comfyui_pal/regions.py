@@ -352,7 +352,7 @@ def _window_mask(
     out = torch.zeros(y1 - y0, x1 - x0, dtype=torch.float32, device=mask.device)
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, iw), min(y1, ih)
     lab = labels[sy0:sy1, sx0:sx1]
-    keep = torch.isin(lab, torch.tensor(ids, device=lab.device))
+    keep = torch.isin(lab, torch.tensor(ids, device=lab.device, dtype=lab.dtype))
     out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = torch.where(
         keep, mask[sy0:sy1, sx0:sx1].float(), 0.0
     )
