@@ -5,7 +5,7 @@ ComfyUI at module level. Tensors: IMAGE ``[B,H,W,C]`` at the ComfyUI boundary, `
 float 0..1 inside the library; MASK ``[B,H,W]`` float 0..1.
 """
 
-from .cache import load_model
+from .cache import DEFAULT_WEIGHTS, load_model
 from .detection import detect, par
 from .masks import Region, feather, fill_holes, find_regions, grow, invert, label, remove_small
 from .masks import threshold as threshold_mask
@@ -14,6 +14,7 @@ from .regions import CropPlan, StitchPlan, crop_regions, plan_crops, stitch, zoo
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_WEIGHTS",
     "CropPlan",
     "Region",
     "StitchPlan",

@@ -27,6 +27,21 @@ from torch import nn
 
 from .models.loading import load_model_file
 
+# The shipped default detector (PAL-Lite, see weights/README.md).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "pal_lite.safetensors"
+
+
+def resolve_model_path(path: str | Path | None) -> Path:
+    """``None`` or ``"default"`` -> the shipped weights; anything else -> that path."""
+    if path is None or str(path) == "default":
+        if not DEFAULT_WEIGHTS.is_file():
+            raise FileNotFoundError(
+                f"the default model {DEFAULT_WEIGHTS} is missing; reinstall the pack or pass "
+                "a checkpoint path"
+            )
+        return DEFAULT_WEIGHTS
+    return Path(path)
+
 
 def _comfy_mm():
     try:
@@ -173,10 +188,13 @@ CACHE = ModelCache()
 
 
 def load_model(
-    path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    path: str | Path | None = "default",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Module:
     """Load a detector through the shared cache: an ``nn.Module`` in eval mode.
 
+    ``path`` ``None`` or ``"default"`` is the shipped model (``DEFAULT_WEIGHTS``).
     ``model(x)`` takes normalised ``[B,3,H,W]`` and returns logits ``[B,2,H,W]``.
     """
-    return CACHE.get(path, device, dtype)
+    return CACHE.get(resolve_model_path(path), device, dtype)

@@ -3,6 +3,8 @@
 Commands:
   demo     zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
   convert  any supported detector checkpoint -> our safetensors (architecture in metadata)
+  train    train the default model, or fine-tune any checkpoint, on synthetic / folder data
+  eval     precision / recall / F1 / IoU / mIoU / PAR correlation of a model on data
 """
 
 from __future__ import annotations
@@ -92,6 +94,62 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train or fine-tune; resumes from WORKDIR/last.pt when present."""
+    from .synth import FAMILIES
+    from .train import TrainConfig, train
+
+    families = tuple(args.families.split(",")) if args.families else FAMILIES
+    cfg = TrainConfig(
+        out=Path(args.out),
+        workdir=Path(args.workdir),
+        steps=args.steps,
+        batch=args.batch,
+        size=args.size,
+        lr=args.lr,
+        init=Path(args.init) if args.init else None,
+        decoder_only=args.decoder_only,
+        sources=[Path(p) for p in args.sources],
+        data=[Path(p) for p in args.data],
+        synthetic=not args.no_synthetic,
+        families=families,
+        seed=args.seed,
+        workers=args.workers,
+        resume=not args.restart,
+        half=not args.fp32,
+    )
+    if cfg.out.exists() and not args.overwrite:
+        print(f"{cfg.out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    print(f"wrote {train(cfg, log=lambda m: print(m, flush=True))}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a model on PAL-layout folders and/or the synthetic held-out benchmark."""
+    from .cache import load_model
+    from .evaluate import evaluate
+
+    if not args.data and not args.synthetic:
+        print("nothing to evaluate: pass --data FOLDER and/or --synthetic N", file=sys.stderr)
+        return 2
+    model = load_model(args.model, "cpu")
+    report = evaluate(
+        model,
+        args.data,
+        args.synthetic,
+        size=args.size,
+        seed=args.seed,
+        mode=args.mode,
+        threshold=args.threshold,
+    )
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="comfyui-pal", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -119,6 +177,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("--overwrite", action="store_true", help="replace an existing output")
     conv.set_defaults(func=cmd_convert)
+
+    tr = sub.add_parser("train", help="train / fine-tune a detector")
+    tr.add_argument("--out", required=True, help="output .safetensors")
+    tr.add_argument("--workdir", default="runs/train", help="checkpoints (resumable)")
+    tr.add_argument("--init", help="checkpoint to fine-tune (default: ImageNet Lite0)")
+    tr.add_argument("--decoder-only", action="store_true", help="freeze the encoder")
+    tr.add_argument("--steps", type=int, default=3000)
+    tr.add_argument("--batch", type=int, default=8)
+    tr.add_argument("--size", type=int, default=256, help="training crop size in px")
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument(
+        "--sources",
+        nargs="*",
+        default=[],
+        help="folders of clean photos (default: scikit-image + Debian wallpapers)",
+    )
+    tr.add_argument("--data", nargs="*", default=[], help="PAL-layout folders (images/, masks/)")
+    tr.add_argument("--no-synthetic", action="store_true", help="train on --data only")
+    tr.add_argument("--families", help="comma-separated synthetic families (default: all)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--workers", type=int, default=1, help="data-loading processes")
+    tr.add_argument("--restart", action="store_true", help="ignore WORKDIR/last.pt")
+    tr.add_argument("--fp32", action="store_true", help="write fp32 instead of fp16 weights")
+    tr.add_argument("--overwrite", action="store_true")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a detector")
+    ev.add_argument(
+        "model", nargs="?", default="default", help="checkpoint (default: the shipped model)"
+    )
+    ev.add_argument("--data", nargs="*", default=[], help="PAL-layout folders")
+    ev.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        help="also score N images of the held-out synthetic benchmark",
+    )
+    ev.add_argument("--size", type=int, default=384, help="synthetic benchmark image size")
+    ev.add_argument("--seed", type=int, default=2023, help="synthetic benchmark seed")
+    ev.add_argument("--mode", default="resize", choices=["resize", "tiled"])
+    ev.add_argument("--threshold", type=float, default=0.5)
+    ev.add_argument("--json", help="also write the report here")
+    ev.set_defaults(func=cmd_eval)
     return ap
 
 

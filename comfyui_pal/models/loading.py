@@ -28,6 +28,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from .pal_lite import ARCH as LITE_ARCH
+from .pal_lite import PalLite, PalLiteConfig
+from .pal_lite import config_from_state_dict as lite_config_from_state_dict
 from .swin_upernet import ARCH as SWIN_ARCH
 from .swin_upernet import SwinUperNet, SwinUperNetConfig, config_from_state_dict
 
@@ -37,6 +40,7 @@ FORMAT_VERSION = "1"
 # arch name -> (module class, config class, infer-config-from-state_dict function)
 ARCHITECTURES = {
     SWIN_ARCH: (SwinUperNet, SwinUperNetConfig, config_from_state_dict),
+    LITE_ARCH: (PalLite, PalLiteConfig, lite_config_from_state_dict),
 }
 
 _DROPPED_PREFIXES = ("data_preprocessor.",)  # TorchScript exports keep mmseg's mean / std
@@ -145,6 +149,8 @@ def detect_arch(sd: dict[str, Tensor]) -> str:
         k.startswith("decode_head.psp_modules.") for k in keys
     ):
         return SWIN_ARCH
+    if any(k.startswith("encoder.blocks.") for k in keys) and "decoder.classifier.weight" in sd:
+        return LITE_ARCH
     sample = ", ".join(keys[:4]) or "no tensors"
     raise ValueError(
         f"unknown checkpoint layout ({len(keys)} tensors: {sample}, ...); expected a PAL "
@@ -183,7 +189,7 @@ def read_checkpoint(path: str | Path, keep_aux: bool = False) -> Checkpoint:
     else:
         arch = detect_arch(sd)
         config = ARCHITECTURES[arch][2](sd, keep_aux=keep_aux).to_dict()
-    if not keep_aux:
+    if not keep_aux and "aux_channels" in config:
         sd = {k: v for k, v in sd.items() if not k.startswith("auxiliary_head.")}
         config["aux_channels"] = None
     return Checkpoint(sd, arch, config, fmt, meta)

