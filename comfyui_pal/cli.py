@@ -1,6 +1,7 @@
 """Command line: ``python -m comfyui_pal <command>`` (also installed as ``comfyui-pal``).
 
 Commands:
+  detect   find artifacts with the default (or any) model: masks, overlays, PAR report
   demo     zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
   convert  any supported detector checkpoint -> our safetensors (architecture in metadata)
   train    train the default model, or fine-tune any checkpoint, on synthetic / folder data
@@ -79,6 +80,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Detect artifacts in files / folders; write mask + overlay per image and a PAR report."""
+    import csv
+
+    from .cache import load_model
+    from .detection import detect, par
+    from .preview import overlay
+
+    out_dir = Path(args.out)
+    files = [p for p in list_images(args.inputs) if out_dir.resolve() not in p.resolve().parents]
+    model = load_model(args.model, "cpu" if args.cpu else None)
+    rows, failed = [], 0
+    for k, path in enumerate(files, 1):
+        t0 = time.perf_counter()
+        try:
+            image = load_image(path)
+            probs = detect(model, image.permute(0, 2, 3, 1), args.mode, args.tta)
+            score = float(par(probs, args.threshold)[0])
+            save_image(
+                (probs[0] > args.threshold).float(),
+                out_dir / f"{path.stem}_mask.png",
+                args.overwrite,
+            )
+            save_image(
+                overlay(image, probs, args.threshold)[0],
+                out_dir / f"{path.stem}_overlay.png",
+                args.overwrite,
+            )
+        except (ValueError, FileExistsError) as exc:
+            print(f"FAILED {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        secs = time.perf_counter() - t0
+        rows.append({"image": str(path), "par": round(score, 6), "seconds": round(secs, 3)})
+        print(f"[{k}/{len(files)}] {path.name}: PAR {score:.4f} ({secs * 1000:.0f} ms)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(rows, indent=1))
+    with open(out_dir / "report.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "par", "seconds"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return 1 if failed else 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert an mmseg .pth / TorchScript end2end.pt / safetensors to our safetensors."""
     from .models.loading import convert
@@ -153,6 +198,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="comfyui-pal", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
+    det = sub.add_parser("detect", help="find artifacts: masks, overlays, PAR report")
+    det.add_argument("inputs", nargs="+", help="image files or folders")
+    det.add_argument("--out", default="pal_out", help="output folder (default: pal_out)")
+    det.add_argument("--model", default="default", help="checkpoint (default: shipped model)")
+    det.add_argument("--mode", default="resize", choices=["resize", "tiled"])
+    det.add_argument("--threshold", type=float, default=0.5)
+    det.add_argument("--tta", action="store_true", help="average with a mirrored pass")
+    det.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")
+    det.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    det.set_defaults(func=cmd_detect)
+
     demo = sub.add_parser("demo", help="crop -> smooth fill -> stitch on images with masks")
     demo.add_argument(
         "inputs",

@@ -14,6 +14,10 @@ filled by one corruption family:
 - ``noise``: noise island;
 - ``inpaint``: an implausible fill made by the pack's own smooth inpainter.
 
+``banding`` (posterised tones: colour banding and contour lines) is kept out of ``FAMILIES``,
+so the default model never trains on it: it is the unseen family of the few-shot adaptation
+experiment (``benchmarks/bench_fewshot.py``).
+
 The mask marks only pixels whose value changed perceptibly (``PERCEPTIBLE`` in 0..1 on any
 channel) inside the planted shapes, cleaned of specks. Everything is reproducible from the
 seed. Images are ``[3,H,W]`` float 0..1; masks ``[H,W]`` float 0/1.
@@ -34,6 +38,8 @@ from . import masks as M
 from .inpaint.smooth import smooth_fill
 
 FAMILIES = ("warp", "smear", "fill", "patch", "seam", "blotch", "grid", "noise", "inpaint")
+HELD_OUT_FAMILIES = ("banding",)
+ALL_FAMILIES = FAMILIES + HELD_OUT_FAMILIES
 SHAPES = ("blob", "stroke", "polygon")
 PERCEPTIBLE = 0.03  # a change of about 8/255 on some channel counts as visible
 MIN_SPECK_PX = 12
@@ -212,6 +218,12 @@ def _noise(g, img, box, s):
     return (img + n).clamp(0, 1)
 
 
+def _banding(g, img, box, s):
+    levels = max(2, round(9 - 6 * s))
+    offset = _rand(g, 0, 1 / levels)
+    return (((img + offset) * levels).floor() / levels + 0.5 / levels).clamp(0, 1)
+
+
 def _inpaint(g, img, box, s, shape=None):
     return smooth_fill(img[None], shape[None].float())[0]
 
@@ -226,6 +238,7 @@ _EFFECTS = {
     "grid": _grid,
     "noise": _noise,
     "inpaint": _inpaint,
+    "banding": _banding,
 }
 
 
@@ -250,9 +263,9 @@ def corrupt(
     """
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be [3,H,W], got shape {tuple(image.shape)}")
-    unknown = set(families) - set(FAMILIES)
+    unknown = set(families) - set(ALL_FAMILIES)
     if unknown or not families:
-        raise ValueError(f"unknown families {sorted(unknown)}; choose from {FAMILIES}")
+        raise ValueError(f"unknown families {sorted(unknown)}; choose from {ALL_FAMILIES}")
     g = torch.Generator().manual_seed(int(seed))
     _, h, w = image.shape
     clean = image.float().clamp(0, 1)

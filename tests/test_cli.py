@@ -46,3 +46,28 @@ def test_demo_never_overwrites_existing_outputs(example_dir):
     (out / "chelsea_fixed.png").write_bytes(b"precious")
     assert cli.main(["demo", str(example_dir / "in" / "chelsea.png"), "--out", str(out)]) == 1
     assert (out / "chelsea_fixed.png").read_bytes() == b"precious"
+
+
+def test_detect_writes_masks_overlays_and_a_par_report(tmp_path):
+    import torch
+
+    from comfyui_pal.models.loading import save_checkpoint
+    from comfyui_pal.models.pal_lite import PalLite
+
+    torch.manual_seed(0)
+    model = save_checkpoint(PalLite(), tmp_path / "m.safetensors")
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(src / "a.png")
+    (src / "bad.png").write_bytes(b"broken")
+    out = tmp_path / "out"
+    args = ["detect", str(src), "--out", str(out), "--model", str(model), "--cpu"]
+    assert cli.main(args) == 1  # the broken file is reported
+    assert (out / "a_mask.png").exists() and (out / "a_overlay.png").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert [r["image"].endswith("a.png") for r in report] == [True]
+    assert 0.0 <= report[0]["par"] <= 1.0
+    assert "par" in (out / "report.csv").read_text().splitlines()[0]
+    before = (out / "a_mask.png").read_bytes()
+    assert cli.main(args) == 1
+    assert (out / "a_mask.png").read_bytes() == before

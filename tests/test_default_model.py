@@ -1,0 +1,46 @@
+"""The shipped default detector: loads through the loader and cache, and really detects."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import REPO
+
+import comfyui_pal as pal
+from comfyui_pal.imageio import load_image, load_mask
+from comfyui_pal.models import read_checkpoint
+
+EXAMPLES = REPO / "examples" / "images"
+pytestmark = pytest.mark.skipif(
+    not pal.DEFAULT_WEIGHTS.exists(), reason=f"{pal.DEFAULT_WEIGHTS} not built yet"
+)
+
+
+def _detect(name: str, folder=EXAMPLES) -> torch.Tensor:
+    image = load_image(folder / f"{name}.png")
+    return pal.detect(pal.load_model(), image.permute(0, 2, 3, 1))[0]
+
+
+def test_default_weights_are_small_fp16_pal_lite_with_metadata():
+    assert pal.DEFAULT_WEIGHTS.stat().st_size < 15 * 2**20
+    ckpt = read_checkpoint(pal.DEFAULT_WEIGHTS)
+    assert ckpt.arch == "pal_lite" and ckpt.metadata["dtype"] == "float16"
+
+
+def test_default_and_none_share_one_cached_copy():
+    assert pal.load_model("default", "cpu") is pal.load_model(None, "cpu")
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_planted_artifacts_are_found(name):
+    probs = _detect(name)
+    truth = load_mask(EXAMPLES / "masks" / f"{name}.png")[0] > 0.5
+    pred = probs > 0.5
+    iou = (pred & truth).sum() / (pred | truth).sum()
+    assert iou > 0.5, f"IoU {iou:.3f}"
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_clean_originals_score_near_zero_par(name):
+    par = float(pal.par(_detect(name, EXAMPLES / "clean")[None])[0])
+    assert par < 0.01, f"PAR {par:.4f}"
