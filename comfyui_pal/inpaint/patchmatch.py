@@ -158,7 +158,7 @@ def _upsample_field(q: Tensor, coarse: _Level, fine: _Level, g: torch.Generator)
 
 
 def _fill_one(image: Tensor, hole: Tensor, seed: int, patch: int) -> Tensor:
-    c, h, w = image.shape
+    _, h, w = image.shape
     levels = 1
     while min(h, w) / 2**levels >= MIN_LEVEL_SIDE:
         levels += 1
