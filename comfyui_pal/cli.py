@@ -1,6 +1,7 @@
 """Command line: ``python -m comfyui_pal <command>`` (also installed as ``comfyui-pal``).
 
 Commands:
+  fix      the main job: detect artifacts and inpaint them away, iterating until clean
   detect   find artifacts with the default (or any) model: masks, overlays, PAR report
   demo     zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
   convert  any supported detector checkpoint -> our safetensors (architecture in metadata)
@@ -77,6 +78,93 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    return 1 if failed else 0
+
+
+def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
+    from .detection import detect, par
+    from .fix import fix
+    from .preview import overlay
+
+    t0 = time.perf_counter()
+    image = load_image(path)
+    probs = detect(model, image.permute(0, 2, 3, 1), opts.mode)
+    fixed, final, history = fix(model, image, opts, probs=probs)
+    before = float(par(probs, opts.threshold)[0])
+    after = float(par(final, 0.5)[0])
+    found = (probs[0] > opts.threshold).float()
+    compare = torch.cat([overlay(image, probs, opts.threshold)[0], fixed[0]], dim=2)
+    save_image(fixed[0], out_dir / f"{path.stem}_fixed.png", overwrite)
+    save_image(found, out_dir / f"{path.stem}_mask.png", overwrite)
+    save_image(compare, out_dir / f"{path.stem}_compare.png", overwrite)
+    rounds = [h for h in history if "iteration" in h]
+    return {
+        "image": str(path),
+        "par_before": round(before, 6),
+        "par_after": round(after, 6),
+        "regions_fixed": sum(len(h["fixed"]) for h in rounds),
+        "regions_skipped": sum(len(h["skipped"]) for h in rounds),
+        "rounds": len(rounds) - 1,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "history": rounds,
+    }
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    """Detect and fix artifacts in files / folders; resumable, never overwriting."""
+    import csv
+
+    from .cache import load_model
+    from .fix import FixOptions
+
+    out_dir = Path(args.out)
+    files = [p for p in list_images(args.inputs) if out_dir.resolve() not in p.resolve().parents]
+    opts = FixOptions(
+        threshold=args.threshold,
+        target_par=args.target_par,
+        max_iterations=args.max_iterations,
+        inpainter=args.inpainter,
+        seed=args.seed,
+        mode=args.mode,
+    )
+    model = load_model(args.model, "cpu" if args.cpu else None)
+    report_path = out_dir / "report.json"
+    rows = json.loads(report_path.read_text()) if args.resume and report_path.exists() else []
+    done = {r["image"] for r in rows}
+    failed = 0
+    for k, path in enumerate(files, 1):
+        if args.resume and str(path) in done and (out_dir / f"{path.stem}_fixed.png").exists():
+            print(f"[{k}/{len(files)}] {path.name}: done before, skipped (--resume)")
+            continue
+        try:
+            row = _fix_one(path, out_dir, model, opts, args.overwrite)
+        except (ValueError, FileExistsError) as exc:
+            print(f"[{k}/{len(files)}] FAILED {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        rows = [r for r in rows if r["image"] != row["image"]] + [row]
+        print(
+            f"[{k}/{len(files)}] {path.name}: PAR {row['par_before']:.4f} -> "
+            f"{row['par_after']:.4f}, {row['regions_fixed']} region(s), {row['seconds']:.1f} s",
+            flush=True,
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = report_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(report_path)
+    fields = [
+        "image",
+        "par_before",
+        "par_after",
+        "regions_fixed",
+        "regions_skipped",
+        "rounds",
+        "seconds",
+    ]
+    with open(out_dir / "report.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     return 1 if failed else 0
 
 
@@ -198,6 +286,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="comfyui-pal", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
+    fx = sub.add_parser("fix", help="the main job: find and inpaint artifacts")
+    fx.add_argument("inputs", nargs="+", help="image files or folders")
+    fx.add_argument("--out", default="pal_out", help="output folder (default: pal_out)")
+    fx.add_argument("--model", default="default", help="checkpoint (default: shipped model)")
+    fx.add_argument("--inpainter", default="patchmatch", choices=["patchmatch", "smooth"])
+    fx.add_argument("--max-iterations", type=int, default=2)
+    fx.add_argument(
+        "--target-par",
+        type=float,
+        default=0.0005,
+        help="stop when the artifact area ratio is at most this",
+    )
+    fx.add_argument("--threshold", type=float, default=0.5)
+    fx.add_argument("--mode", default="resize", choices=["resize", "tiled"])
+    fx.add_argument("--seed", type=int, default=0)
+    fx.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")
+    fx.add_argument("--resume", action="store_true", help="skip images already fixed")
+    fx.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    fx.set_defaults(func=cmd_fix)
+
     det = sub.add_parser("detect", help="find artifacts: masks, overlays, PAR report")
     det.add_argument("inputs", nargs="+", help="image files or folders")
     det.add_argument("--out", default="pal_out", help="output folder (default: pal_out)")

@@ -71,3 +71,54 @@ def test_detect_writes_masks_overlays_and_a_par_report(tmp_path):
     before = (out / "a_mask.png").read_bytes()
     assert cli.main(args) == 1
     assert (out / "a_mask.png").read_bytes() == before
+
+
+def _stand_in_model(tmp_path):
+    import torch
+
+    from comfyui_pal.models.loading import save_checkpoint
+    from comfyui_pal.models.pal_lite import PalLite
+
+    torch.manual_seed(0)
+    model = PalLite()
+    with torch.no_grad():  # flag everything a little: a detector that always finds something
+        model.decoder.classifier.bias.copy_(torch.tensor([0.0, 3.0]))
+        model.decoder.classifier.weight.zero_()
+    return save_checkpoint(model, tmp_path / "m.safetensors")
+
+
+def test_fix_finishes_good_files_reports_bad_ones_and_resumes(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (64, 48), (90, 140, 60)).save(src / "a.png")
+    Image.new("RGB", (40, 40), (20, 20, 200)).save(src / "b.png")
+    (src / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    model = str(_stand_in_model(tmp_path))
+    args = [
+        "fix",
+        str(src),
+        "--out",
+        str(out),
+        "--model",
+        model,
+        "--cpu",
+        "--inpainter",
+        "smooth",
+        "--max-iterations",
+        "1",
+    ]
+    assert cli.main(args) == 1  # broken.png reported; a and b done
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(r["image"].rsplit("/", 1)[-1] for r in report) == ["a.png", "b.png"]
+    for name in ("a", "b"):
+        for kind in ("fixed", "mask", "compare"):
+            assert (out / f"{name}_{kind}.png").exists()
+    assert "par_before" in (out / "report.csv").read_text()
+    stamp = (out / "a_fixed.png").stat().st_mtime_ns
+    assert cli.main([*args, "--resume"]) == 1  # only the broken file fails again
+    assert (out / "a_fixed.png").stat().st_mtime_ns == stamp
+    assert len(json.loads((out / "report.json").read_text())) == 2
+    assert cli.main(args) == 1  # without --resume / --overwrite nothing is replaced
+    assert (out / "a_fixed.png").stat().st_mtime_ns == stamp
+    assert (src / "a.png").exists() and len(list(src.iterdir())) == 3  # inputs untouched

@@ -1,0 +1,83 @@
+"""The automatic fix loop, with a stand-in detector (no trained weights needed)."""
+
+from __future__ import annotations
+
+import torch
+from conftest import blob_mask
+from torch import nn
+
+from comfyui_pal.datasets import procedural_image
+from comfyui_pal.fix import FixOptions, changed_mask, fix
+
+
+class MagentaDetector(nn.Module):
+    """Flags saturated magenta pixels: the 'artifact' planted below."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(30.0))
+
+    def forward(self, x):
+        # undo the PAL normalisation approximately: x is (255 v - mean) / std
+        r, g, b = x[:, 0], x[:, 1], x[:, 2]
+        score = (r + b) / 2 - g - 2.5
+        return torch.stack([torch.zeros_like(score), self.scale * score], 1)
+
+
+def _scene(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    img = procedural_image(seed, 128, 160)[None] * 0.6 + 0.2
+    spot = blob_mask(128, 160, [(50, 60, 9), (120, 40, 6)])
+    img = torch.where(spot[:, None] > 0, torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1), img)
+    return img, spot
+
+
+def test_fixing_removes_flagged_regions_and_lowers_par():
+    img, _spot = _scene()
+    opts = FixOptions(inpainter="smooth", max_iterations=2, grow=2)
+    _fixed, final, history = fix(MagentaDetector(), img, opts)
+    rounds = [h for h in history if "iteration" in h]
+    assert rounds[0]["par"][0] > 0.005 and rounds[-1]["par"][0] == 0.0
+    assert final.sum() == 0
+    assert len(rounds[0]["fixed"]) == 2
+
+
+def test_pixels_away_from_the_artifacts_stay_bit_exact():
+    img, _spot = _scene(1)
+    opts = FixOptions(inpainter="patchmatch", grow=2, blend_radius=8)
+    fixed, _, _ = fix(MagentaDetector(), img, opts)
+    touched = changed_mask(img, fixed)[0] > 0
+    reach = 2 + 4 + 6 + 2  # grow + ceil(R/2) + ceil(3R/4) + detector blur margin
+    near = blob_mask(128, 160, [(50, 60, 9 + reach), (120, 40, 6 + reach)])[0] > 0
+    assert touched.any() and not (touched & ~near).any()
+
+
+def test_clean_images_pass_through_untouched_in_a_mixed_batch():
+    dirty, _ = _scene(2)
+    clean = procedural_image(3, 128, 160)[None] * 0.5 + 0.25
+    batch = torch.cat([clean, dirty, clean])
+    fixed, _, history = fix(MagentaDetector(), batch, FixOptions(inpainter="smooth"))
+    assert torch.equal(fixed[0], batch[0]) and torch.equal(fixed[2], batch[2])
+    assert not torch.equal(fixed[1], batch[1])
+    assert {r["batch_index"] for r in history[0]["fixed"]} == {1}
+
+
+def test_the_same_seed_gives_the_same_result():
+    img, _ = _scene(4)
+    a = fix(MagentaDetector(), img, FixOptions(seed=5))[0]
+    b = fix(MagentaDetector(), img, FixOptions(seed=5))[0]
+    assert torch.equal(a, b)
+
+
+def test_a_custom_inpainter_receives_zoomed_crops_and_masks():
+    img, _ = _scene(5)
+    seen = []
+
+    def recorder(crops, crop_masks, seed):
+        seen.append((crops.shape, crop_masks.shape, seed))
+        return torch.where(crop_masks[:, None] > 0, torch.full_like(crops, 0.5), crops)
+
+    opts = FixOptions(target_size=256, multiple=64, max_iterations=1, seed=7)
+    fix(MagentaDetector(), img, opts, inpaint=recorder)
+    ((crops_shape, masks_shape, seed),) = seen
+    assert max(crops_shape[2:]) == 256 and all(d % 64 == 0 for d in crops_shape[2:])
+    assert masks_shape[0] == crops_shape[0] and seed == 7
