@@ -3,6 +3,7 @@
 Each node converts ComfyUI layouts, calls one library function and converts back.
 """
 
+from .fix_nodes import PALAutoFix
 from .mask_nodes import PALMaskRefine
 from .model_nodes import PALDetectArtifacts, PALModelLoader
 from .region_nodes import PALCropRegions, PALStitchRegions
@@ -10,6 +11,7 @@ from .region_nodes import PALCropRegions, PALStitchRegions
 _NODES = {
     "PALModelLoader": (PALModelLoader, "PAL Model Loader"),
     "PALDetectArtifacts": (PALDetectArtifacts, "PAL Detect Artifacts"),
+    "PALAutoFix": (PALAutoFix, "PAL Auto Fix"),
     "PALMaskRefine": (PALMaskRefine, "PAL Mask Refine"),
     "PALCropRegions": (PALCropRegions, "PAL Crop Regions"),
     "PALStitchRegions": (PALStitchRegions, "PAL Stitch Regions"),

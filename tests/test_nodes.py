@@ -134,3 +134,25 @@ def test_a_mask_where_an_image_is_expected_is_named(pack):
     crop_cls = pack.NODE_CLASS_MAPPINGS["PALCropRegions"]
     with pytest.raises(ValueError, match="looks like a MASK"):
         crop_cls().crop(torch.rand(1, 64, 64), torch.zeros(1, 64, 64), **_defaults(crop_cls))
+
+
+def test_detect_and_auto_fix_nodes_run_on_comfy_layouts(pack, tmp_path, monkeypatch):
+    from comfyui_pal.models.loading import save_checkpoint
+    from comfyui_pal.models.pal_lite import PalLite
+
+    torch.manual_seed(0)
+    path = save_checkpoint(PalLite(), tmp_path / "lite.safetensors")
+    monkeypatch.setenv("PAL_MODELS_DIR", str(tmp_path))
+    loader = pack.NODE_CLASS_MAPPINGS["PALModelLoader"]
+    assert "lite.safetensors" in loader.INPUT_TYPES()["required"]["model_name"][0]
+    (model,) = loader().load("lite.safetensors", "cpu", "auto")
+    image = torch.rand(2, 48, 64, 3)
+    det = pack.NODE_CLASS_MAPPINGS["PALDetectArtifacts"]()
+    probs, binary, preview, pars, summary = det.detect(image, model, "resize", 0.5)
+    assert probs.shape == binary.shape == (2, 48, 64) and preview.shape == image.shape
+    assert len(pars) == 2 and json.loads(summary)["par"] == [round(p, 5) for p in pars]
+    fixer = pack.NODE_CLASS_MAPPINGS["PALAutoFix"]()
+    fixed, mask, history = fixer.fix(image, model, "smooth", 0.5, 0.0, 1, 2, 8, 0)
+    assert fixed.shape == image.shape and mask.shape == (2, 48, 64)
+    assert json.loads(history)[0]["iteration"] == 0
+    assert path.exists()
