@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_finite
 from .constants import ARTIFACT_CLASS, INPUT_SIZE, MEAN_RGB, PAR_THRESHOLD, STD_RGB
+from .layout import image_to_bchw, to_rgb
 
 MODES = ("resize", "tiled")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -37,30 +37,7 @@ def normalize(images: Tensor) -> Tensor:
 
 def as_rgb_bchw(images: Tensor) -> Tensor:
     """ComfyUI IMAGE ``[B,H,W,C]`` (C = 1, 3 or 4) -> RGB ``[B,3,H,W]`` float32, checked."""
-    if not isinstance(images, Tensor):
-        raise ValueError(
-            f"images must be a torch.Tensor IMAGE [B,H,W,C], got {type(images).__name__}"
-        )
-    if images.dim() == 3 and images.shape[-1] not in (1, 3, 4):
-        raise ValueError(
-            f"expected an IMAGE [B,H,W,C] but got shape {tuple(images.shape)}, which looks like a "
-            "MASK [B,H,W]; convert it with a MaskToImage node first"
-        )
-    if images.dim() == 3:
-        images = images[None]
-    if images.dim() != 4 or images.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"IMAGE must be [B,H,W,C] with C in 1, 3, 4; got {tuple(images.shape)}")
-    if images.numel() == 0:
-        raise ValueError(f"IMAGE is empty (shape {tuple(images.shape)})")
-    if not images.is_floating_point():
-        raise ValueError(f"IMAGE must be float 0..1, got {images.dtype}; divide uint8 by 255")
-    check_finite(images, "IMAGE")
-    x = images.permute(0, 3, 1, 2).float()
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    elif x.shape[1] == 4:
-        x = x[:, :3]  # alpha is not part of the picture the generator made
-    return x.clamp(0, 1).contiguous()
+    return to_rgb(image_to_bchw(images)).clamp(0, 1).contiguous()
 
 
 def _autocast(device: torch.device, precision: str):

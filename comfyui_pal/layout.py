@@ -28,6 +28,17 @@ def image_to_bchw(image: Tensor) -> Tensor:
     return out.float().contiguous()
 
 
+def to_rgb(image: Tensor) -> Tensor:
+    """``[B,C,H,W]`` with C = 1 (grey), 3 or 4 (RGBA; alpha dropped) -> ``[B,3,H,W]``."""
+    if image.shape[1] == 1:
+        return image.expand(-1, 3, -1, -1)
+    if image.shape[1] == 4:
+        return image[:, :3]  # alpha is not part of the picture the generator made
+    if image.shape[1] != 3:
+        raise ValueError(f"images need 1, 3 or 4 channels, got {image.shape[1]}")
+    return image
+
+
 def bchw_to_image(image: Tensor) -> Tensor:
     """Library ``[B,C,H,W]`` -> ComfyUI IMAGE ``[B,H,W,C]`` (float32, contiguous)."""
     return image.permute(0, 2, 3, 1).float().contiguous()

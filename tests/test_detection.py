@@ -109,7 +109,7 @@ def test_grayscale_rgba_and_tiny_images_are_accepted():
         (torch.full((1, 8, 8, 3), float("nan")), "NaN"),
         (torch.rand(1, 64, 64), "looks like a MASK"),
         (torch.zeros(1, 8, 8, 3, dtype=torch.uint8), "float"),
-        (torch.rand(1, 8, 8, 2), "C in 1, 3, 4"),
+        (torch.rand(1, 8, 8, 2), "1, 3 or 4 channels"),
     ],
 )
 def test_bad_images_raise_naming_the_problem(bad, message):
