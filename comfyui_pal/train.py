@@ -24,6 +24,8 @@ from .models.loading import build_model, read_checkpoint, save_checkpoint
 from .models.pal_lite import PalLite, load_imagenet_encoder
 from .synth import FAMILIES
 
+SMALL_BATCH = 4  # below this BatchNorm layers keep their running statistics
+
 
 @dataclass
 class TrainConfig:
@@ -148,6 +150,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if cfg.decoder_only:  # keep the frozen trunk's BatchNorm statistics
         trunk = getattr(model, "encoder", None) or getattr(model, "backbone", None)
         trunk.eval()
+    if cfg.batch < SMALL_BATCH:  # too few samples for batch statistics: keep the running ones
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     t0, seen, running = time.perf_counter(), 0, 0.0
     for images, masks in loader:
         if step >= cfg.steps:

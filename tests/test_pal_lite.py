@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import FIXTURES
 from PIL import Image
 
 from comfyui_pal import cli
@@ -169,3 +170,46 @@ def test_held_out_sources_never_reach_training(tmp_path):
 def test_procedural_images_are_reproducible():
     assert torch.equal(procedural_image(5, 32, 48), procedural_image(5, 32, 48))
     assert not torch.equal(procedural_image(5, 32, 48), procedural_image(6, 32, 48))
+
+
+@pytest.mark.skipif(not FIXTURES.exists(), reason=f"fixtures absent at {FIXTURES}")
+def test_the_official_swin_model_fine_tunes_decoder_only(tmp_path):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    Image.fromarray((procedural_image(1, 64, 64).permute(1, 2, 0) * 255).byte().numpy()).save(
+        data / "images" / "x.png"
+    )
+    Image.new("L", (64, 64), 255).save(data / "masks" / "x.png")
+    out = tmp_path / "swin_ft.safetensors"
+    args = [
+        "train",
+        "--init",
+        str(FIXTURES / "reduced.pth"),
+        "--out",
+        str(out),
+        "--workdir",
+        str(tmp_path / "w"),
+        "--steps",
+        "1",
+        "--batch",
+        "1",
+        "--size",
+        "64",
+        "--data",
+        str(data),
+        "--no-synthetic",
+        "--workers",
+        "0",
+        "--decoder-only",
+    ]
+    assert cli.main(args) == 0
+    ckpt = read_checkpoint(out)
+    assert ckpt.arch == "swin_upernet" and not any(
+        k.startswith("auxiliary_head") for k in ckpt.state_dict
+    )
+    before = read_checkpoint(FIXTURES / "reduced.pth").state_dict
+    key = "backbone.stages.0.blocks.0.attn.w_msa.qkv.weight"
+    assert torch.allclose(ckpt.state_dict[key].float(), before[key], atol=1e-3)  # frozen
+    head = "decode_head.conv_seg.weight"
+    assert not torch.allclose(ckpt.state_dict[head].float(), before[head], atol=1e-6)  # trained
