@@ -40,7 +40,7 @@ class FixOptions:
     fill_holes: bool = True
     context_factor: float = 2.0
     min_context: int = 32
-    target_size: int = 384  # work size of the long side for the built-in inpainters
+    target_size: int = 256  # work size of the long side for the built-in inpainters
     multiple: int = 8
     blend_radius: float = 12
     inpainter: str = "patchmatch"
