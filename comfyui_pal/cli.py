@@ -283,6 +283,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Bake the F1-best validation threshold into a checkpoint's classifier bias."""
+    from .calibrate import calibrate
+
+    if Path(args.dst).exists() and not args.overwrite:
+        print(f"{args.dst} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    t, f1 = calibrate(args.src, args.dst, args.count)
+    print(f"F1 by threshold: {json.dumps(f1)}\nbest {t}: wrote {args.dst}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="comfyui-pal", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -366,6 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--fp32", action="store_true", help="write fp32 instead of fp16 weights")
     tr.add_argument("--overwrite", action="store_true")
     tr.set_defaults(func=cmd_train)
+
+    cal = sub.add_parser("calibrate", help="bake the F1-best threshold into a checkpoint")
+    cal.add_argument("src")
+    cal.add_argument("dst")
+    cal.add_argument("--count", type=int, default=200, help="validation images")
+    cal.add_argument("--overwrite", action="store_true")
+    cal.set_defaults(func=cmd_calibrate)
 
     ev = sub.add_parser("eval", help="evaluate a detector")
     ev.add_argument(

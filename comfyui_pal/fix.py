@@ -72,6 +72,8 @@ def fix(
     """Fix ``images`` ``[B,3,H,W]``; returns ``(fixed, final_mask [B,H,W], history)``.
 
     ``final_mask`` is what the detector still flags after the last round (thresholded).
+    A round that does not lower an image's PAR is undone for that image, so fixing never
+    makes the detector's score worse.
     ``history`` lists, per round and image, the PAR measured, the regions inpainted and those
     skipped (with reasons), and the time taken. ``probs`` may pass in a detection of
     ``images`` already made (``[B,H,W]``), to save the first pass.
@@ -101,6 +103,7 @@ def fix(
             entry["stopped"] = reason
             break
         t0 = time.perf_counter()
+        previous = current.clone()
         mask = M.refine(
             probs[todo],
             threshold=opt.threshold,
@@ -132,7 +135,26 @@ def fix(
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         if progress is not None:
             progress(f"round {it + 1}: inpainted {len(entry['fixed'])} region(s)")
-        probs = _probs(model, current, opt.mode)
+        new_probs = _probs(model, current, opt.mode)
+        new_scores = par(new_probs, opt.threshold).tolist()
+        worse = [i for i in todo if new_scores[i] >= scores[i]]
+        if worse:  # a round must lower PAR: keep the previous image where it did not
+            current[worse] = previous[worse]
+            new_probs[worse] = probs[worse]
+            entry["reverted"] = worse
+        probs = new_probs
+        if len(worse) == len(todo):
+            history.append(
+                {
+                    "iteration": it + 1,
+                    "par": [round(s, 6) for s in scores],
+                    "fixed": [],
+                    "skipped": [],
+                    "seconds": 0.0,
+                    "stopped": "no round lowered PAR any further",
+                }
+            )
+            break
     final = (probs > opt.threshold).float()
     history.append({"options": asdict(opt)})
     return current, final, history

@@ -81,3 +81,16 @@ def test_a_custom_inpainter_receives_zoomed_crops_and_masks():
     ((crops_shape, masks_shape, seed),) = seen
     assert max(crops_shape[2:]) == 256 and all(d % 64 == 0 for d in crops_shape[2:])
     assert masks_shape[0] == crops_shape[0] and seed == 7
+
+
+def test_a_round_that_raises_par_is_undone():
+    img, _ = _scene(6)
+
+    def vandal(crops, crop_masks, seed):  # paints more magenta instead of fixing
+        return torch.where(
+            crop_masks[:, None] >= 0, torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1), crops
+        )
+
+    fixed, _, history = fix(MagentaDetector(), img, FixOptions(max_iterations=2), inpaint=vandal)
+    assert torch.equal(fixed, img)
+    assert history[0]["reverted"] == [0]
