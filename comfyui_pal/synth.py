@@ -14,8 +14,9 @@ filled by one corruption family:
 - ``noise``: noise island;
 - ``inpaint``: an implausible fill made by the pack's own smooth inpainter.
 
-``banding`` (posterised tones: colour banding and contour lines) is kept out of ``FAMILIES``,
-so the default model never trains on it: it is the unseen family of the few-shot adaptation
+``banding`` (posterised tones: colour banding and contour lines) and ``halo``
+(over-sharpening: bright and dark halos along edges) are kept out of ``FAMILIES``, so the
+default model never trains on them: they are unseen families for the few-shot adaptation
 experiment (``benchmarks/bench_fewshot.py``).
 
 The mask marks only pixels whose value changed perceptibly (``PERCEPTIBLE`` in 0..1 on any
@@ -38,7 +39,7 @@ from . import masks as M
 from .inpaint.smooth import smooth_fill
 
 FAMILIES = ("warp", "smear", "fill", "patch", "seam", "blotch", "grid", "noise", "inpaint")
-HELD_OUT_FAMILIES = ("banding",)
+HELD_OUT_FAMILIES = ("halo", "banding")
 ALL_FAMILIES = FAMILIES + HELD_OUT_FAMILIES
 SHAPES = ("blob", "stroke", "polygon")
 PERCEPTIBLE = 0.03  # a change of about 8/255 on some channel counts as visible
@@ -224,6 +225,14 @@ def _banding(g, img, box, s):
     return (((img + offset) * levels).floor() / levels + 0.5 / levels).clamp(0, 1)
 
 
+def _halo(g, img, box, s):
+    sigma = _rand(g, 1.0, 3.0)
+    blurred = (
+        M._blur(img[:, None], sigma)[:, 0] / M._blur(torch.ones_like(img[:1, None]), sigma)[:, 0]
+    )
+    return (img + (1.5 + 3.5 * s) * (img - blurred)).clamp(0, 1)
+
+
 def _inpaint(g, img, box, s, shape=None):
     return smooth_fill(img[None], shape[None].float())[0]
 
@@ -239,6 +248,7 @@ _EFFECTS = {
     "noise": _noise,
     "inpaint": _inpaint,
     "banding": _banding,
+    "halo": _halo,
 }
 
 
