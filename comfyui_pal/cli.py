@@ -81,6 +81,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _inputs(args: argparse.Namespace, out_dir: Path) -> list[Path]:
+    """Image files named on the command line, never any inside the output folder."""
+    return [p for p in list_images(args.inputs) if out_dir.resolve() not in p.resolve().parents]
+
+
+def _write_reports(out_dir: Path, rows: list[dict], fields: list[str]) -> None:
+    """``report.json`` (atomically) and ``report.csv`` with ``fields`` per row."""
+    import csv
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "report.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(out_dir / "report.json")
+    with open(out_dir / "report.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
     from .detection import detect, par
     from .fix import fix
@@ -112,13 +131,12 @@ def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
 
 def cmd_fix(args: argparse.Namespace) -> int:
     """Detect and fix artifacts in files / folders; resumable, never overwriting."""
-    import csv
 
     from .cache import load_model
     from .fix import FixOptions
 
     out_dir = Path(args.out)
-    files = [p for p in list_images(args.inputs) if out_dir.resolve() not in p.resolve().parents]
+    files = _inputs(args, out_dir)
     opts = FixOptions(
         threshold=args.threshold,
         target_par=args.target_par,
@@ -148,10 +166,6 @@ def cmd_fix(args: argparse.Namespace) -> int:
             f"{row['par_after']:.4f}, {row['regions_fixed']} region(s), {row['seconds']:.1f} s",
             flush=True,
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = report_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(report_path)
     fields = [
         "image",
         "par_before",
@@ -161,23 +175,19 @@ def cmd_fix(args: argparse.Namespace) -> int:
         "rounds",
         "seconds",
     ]
-    with open(out_dir / "report.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_reports(out_dir, rows, fields)
     return 1 if failed else 0
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     """Detect artifacts in files / folders; write mask + overlay per image and a PAR report."""
-    import csv
 
     from .cache import load_model
     from .detection import detect, par
     from .preview import overlay
 
     out_dir = Path(args.out)
-    files = [p for p in list_images(args.inputs) if out_dir.resolve() not in p.resolve().parents]
+    files = _inputs(args, out_dir)
     model = load_model(args.model, "cpu" if args.cpu else None)
     rows, failed = [], 0
     for k, path in enumerate(files, 1):
@@ -203,12 +213,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         secs = time.perf_counter() - t0
         rows.append({"image": str(path), "par": round(score, 6), "seconds": round(secs, 3)})
         print(f"[{k}/{len(files)}] {path.name}: PAR {score:.4f} ({secs * 1000:.0f} ms)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(rows, indent=1))
-    with open(out_dir / "report.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "par", "seconds"])
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_reports(out_dir, rows, ["image", "par", "seconds"])
     return 1 if failed else 0
 
 

@@ -140,13 +140,15 @@ def _warp(g, img, box, s):
     )[0]
 
 
+def _soft(img: Tensor, sigma: float) -> Tensor:
+    """Gaussian blur of ``[3,H,W]`` normalised at the border (no darkening from zero padding)."""
+    num = M._blur(img[:, None], sigma)[:, 0]
+    return num / M._blur(torch.ones_like(img[:1, None]), sigma)[:, 0]
+
+
 def _smear(g, img, box, s):
     if _rand(g) < 0.5:
-        sigma = 1.5 + 5 * s
-        return (
-            M._blur(img[:, None], sigma)[:, 0]
-            / M._blur(torch.ones_like(img[:1, None]), sigma)[:, 0]
-        )
+        return _soft(img, 1.5 + 5 * s)
     length = 5 + round(20 * s)
     angle = _rand(g, 0, math.pi)
     k = torch.zeros(length, length)
@@ -160,10 +162,7 @@ def _smear(g, img, box, s):
 
 
 def _fill(g, img, box, s):
-    sigma = 6 + 14 * s
-    num = M._blur(img[:, None], sigma)[:, 0]
-    den = M._blur(torch.ones_like(img[:1, None]), sigma)[:, 0]
-    return num / den
+    return _soft(img, 6 + 14 * s)
 
 
 def _patch(g, img, box, s):
@@ -226,10 +225,7 @@ def _banding(g, img, box, s):
 
 
 def _halo(g, img, box, s):
-    sigma = _rand(g, 1.0, 3.0)
-    blurred = (
-        M._blur(img[:, None], sigma)[:, 0] / M._blur(torch.ones_like(img[:1, None]), sigma)[:, 0]
-    )
+    blurred = _soft(img, _rand(g, 1.0, 3.0))
     return (img + (1.5 + 3.5 * s) * (img - blurred)).clamp(0, 1)
 
 
