@@ -131,7 +131,6 @@ def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
 
 def cmd_fix(args: argparse.Namespace) -> int:
     """Detect and fix artifacts in files / folders; resumable, never overwriting."""
-
     from .cache import load_model
     from .fix import FixOptions
 

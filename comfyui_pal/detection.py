@@ -61,13 +61,14 @@ def _logits(model: nn.Module, x: Tensor, tta: bool) -> Tensor:
     return out
 
 
-def _pad_small(x: Tensor) -> tuple[Tensor, int, int]:
+def _pad_small(x: Tensor) -> Tensor:
+    """Pad ``[N,C,h,w]`` at the bottom / right up to ``MIN_SIDE`` (callers crop back)."""
     h, w = x.shape[-2:]
     ph, pw = max(0, MIN_SIDE - h), max(0, MIN_SIDE - w)
     if ph or pw:
         mode = "reflect" if h > ph and w > pw else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, h, w
+    return x
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -157,7 +158,7 @@ def detect(
                 else:
                     th, tw = min(tile, h), min(tile, w)
                     crops = torch.stack([x[i, :, y : y + th, xx : xx + tw] for i, (y, xx) in items])
-                    padded, _, _ = _pad_small(crops.to(device))
+                    padded = _pad_small(crops.to(device))
                     logits = _logits(model, normalize(padded), tta)[..., :th, :tw]
                     probs = logits.softmax(1)[:, ARTIFACT_CLASS].cpu()
                     wgt = _tile_weight(th, tw, probs.device)

@@ -48,22 +48,21 @@ class _Level:
         # candidate costs one contiguous row gather
         self.feat = F.unfold(image[None], patch, padding=r)[0].T.contiguous()
         self.hole = hole
+        # pixels within a patch of the hole: they are the target centres (their patches overlap
+        # the hole) and can never be source centres
+        near = F.max_pool2d(hole[None, None].float(), patch, stride=1, padding=r)[0, 0] > 0
         # valid source centres: the whole patch inside the image and free of hole pixels
-        touched = F.max_pool2d(hole[None, None].float(), patch, stride=1, padding=r)[0, 0] > 0
         inside = torch.zeros(h, w, dtype=torch.bool)
         if h > 2 * r and w > 2 * r:
             inside[r : h - r, r : w - r] = True
-        self.valid = (inside & ~touched).flatten()
+        self.valid = (inside & ~near).flatten()
         self.valid_idx = self.valid.nonzero()[:, 0]
-        # targets: centres of patches that overlap the hole
-        near = F.max_pool2d(hole[None, None].float(), patch, stride=1, padding=r)[0, 0] > 0
         self.targets = near.flatten().nonzero()[:, 0]
         ty, tx = self.targets // w, self.targets % w
         self.ty, self.tx = ty, tx
         oy, ox = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
         self.oy, self.ox = oy.flatten(), ox.flatten()
-        hp, wp = h + 2 * r, w + 2 * r
-        self.wp = wp
+        wp = w + 2 * r
         # padded flat indices of every target patch pixel [N, K]
         self.t_patch = (ty[:, None] + r + self.oy) * wp + (tx[:, None] + r + self.ox)
         # unpadded coordinates of every target patch pixel, and which of them are hole pixels
@@ -72,7 +71,6 @@ class _Level:
         flat = py.clamp(0, h - 1) * w + px.clamp(0, w - 1)
         self.vote_mask = in_img & hole.flatten()[flat]
         self.vote_pix = flat
-        self.hp = hp
         self.map = torch.full((h * w,), -1, dtype=torch.long)
         self.map[self.targets] = torch.arange(len(self.targets))
 
