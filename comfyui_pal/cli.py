@@ -140,6 +140,8 @@ def cmd_fix(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         target_par=args.target_par,
         max_iterations=args.max_iterations,
+        min_confidence=args.min_confidence,
+        grow=args.grow,
         inpainter=args.inpainter,
         seed=args.seed,
         mode=args.mode,
@@ -315,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when the artifact area ratio is at most this",
     )
     fx.add_argument("--threshold", type=float, default=0.5)
+    fx.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.85,
+        help="leave regions whose mean artifact probability is lower (default: 0.85)",
+    )
+    fx.add_argument("--grow", type=int, default=6, help="grow regions by this many px first")
     fx.add_argument("--mode", default="resize", choices=["resize", "tiled"])
     fx.add_argument("--seed", type=int, default=0)
     fx.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")

@@ -11,10 +11,12 @@ Shapes: images ``[B,C,H,W]`` float 0..1, masks ``[B,H,W]``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import Tensor, nn
 
 from . import masks as M
@@ -37,6 +39,7 @@ class FixOptions:
     max_iterations: int = 2
     grow: int = 6  # grow the detected mask before inpainting
     min_area: float = 24  # ignore specks smaller than this (px, or fraction if < 1)
+    min_confidence: float = 0.85  # skip regions whose mean artifact probability is lower
     fill_holes: bool = True
     context_factor: float = 2.0
     min_context: int = 32
@@ -72,8 +75,10 @@ def fix(
     """Fix ``images`` ``[B,3,H,W]``; returns ``(fixed, final_mask [B,H,W], history)``.
 
     ``final_mask`` is what the detector still flags after the last round (thresholded).
-    A round that does not lower an image's PAR is undone for that image, so fixing never
-    makes the detector's score worse.
+    Each connected patch of inpainted pixels is kept only if it lowered the flagged area in and
+    around it, and a round
+    that does not lower an image's PAR is undone for that image, so fixing never makes the
+    detector's score worse.
     ``history`` lists, per round and image, the PAR measured, the regions inpainted and those
     skipped (with reasons), and the time taken. ``probs`` may pass in a detection of
     ``images`` already made (``[B,H,W]``), to save the first pass.
@@ -82,6 +87,7 @@ def fix(
     check_image(images)
     if opt.max_iterations < 0:
         raise ValueError(f"max_iterations must be >= 0, got {opt.max_iterations}")
+    native = inpaint is None
     inpaint = inpaint or builtin_inpainter(opt.inpainter)
     current = images.clone()
     history: list[dict] = []
@@ -104,30 +110,18 @@ def fix(
             break
         t0 = time.perf_counter()
         previous = current.clone()
-        mask = M.refine(
-            probs[todo],
-            threshold=opt.threshold,
-            grow=opt.grow,
-            fill_holes=opt.fill_holes,
-            min_area=opt.min_area,
-        )
-        crops, crop_masks, plan = regions.crop_regions(
-            current[todo],
-            mask,
-            context_factor=opt.context_factor,
-            min_context=opt.min_context,
-            target_size=opt.target_size,
-            multiple=opt.multiple,
-        )
-        for r in plan.report:
+        mask, unsure = _confident_regions(probs[todo], opt)
+        for r in unsure:
+            entry["skipped"].append(dict(r, batch_index=todo[r["batch_index"]]))
+        seed = opt.seed + 1000 * it
+        if native:
+            current[todo], report = _inpaint_native(current[todo], mask, opt, inpaint, seed)
+        else:
+            current[todo], report = _inpaint_zoomed(current[todo], mask, opt, inpaint, seed)
+        for r in report:
             r = dict(r, batch_index=todo[r["batch_index"]])
             (entry["fixed"] if r["status"] != "skipped" else entry["skipped"]).append(r)
-        if plan.used_crops:
-            filled = inpaint(crops, crop_masks, opt.seed + 1000 * it)
-            current[todo] = regions.stitch(
-                current[todo], filled, plan, blend_radius=opt.blend_radius
-            )
-        else:
+        if not entry["fixed"]:
             for i in todo:
                 entry["skipped"].append(
                     {"batch_index": i, "reason": f"only specks below min_area={opt.min_area} px"}
@@ -136,6 +130,11 @@ def fix(
         if progress is not None:
             progress(f"round {it + 1}: inpainted {len(entry['fixed'])} region(s)")
         new_probs = _probs(model, current, opt.mode)
+        undone = _keep_improvements(previous, current, probs, new_probs, todo, opt.threshold)
+        if undone:
+            entry["changes_undone"] = undone
+            again = sorted({i for i, _ in undone})  # measure those images as they now are
+            new_probs[again] = _probs(model, current[again], opt.mode)
         new_scores = par(new_probs, opt.threshold).tolist()
         worse = [i for i in todo if new_scores[i] >= scores[i]]
         if worse:  # a round must lower PAR: keep the previous image where it did not
@@ -158,6 +157,128 @@ def fix(
     final = (probs > opt.threshold).float()
     history.append({"options": asdict(opt)})
     return current, final, history
+
+
+def _confident_regions(probs: Tensor, opt: FixOptions) -> tuple[Tensor, list[dict]]:
+    """Refined ``[B,H,W]`` mask of the regions worth inpainting, and the ones left out.
+
+    A region (before growing) whose mean probability is below ``min_confidence`` is left
+    alone: on real photographs such borderline detections are mostly real structure (thin
+    bright lines, highlights) that an inpainter would erase.
+    """
+    flagged = M.refine(probs, threshold=opt.threshold, fill_holes=opt.fill_holes)
+    labels, counts = M.label(flagged)
+    keep = torch.zeros_like(flagged, dtype=torch.bool)
+    skipped = []
+    for bi, count in enumerate(counts):
+        if not count:
+            continue
+        lab = labels[bi].flatten().long()
+        n = torch.bincount(lab, minlength=count + 1).clamp(min=1)
+        mean = torch.bincount(lab, weights=probs[bi].flatten().float(), minlength=count + 1) / n
+        ok = mean >= opt.min_confidence
+        ok[0] = False
+        keep[bi] = ok[labels[bi].long()]
+        for k in (~ok[1:]).nonzero()[:, 0].tolist():
+            skipped.append(
+                {
+                    "batch_index": bi,
+                    "id": k + 1,
+                    "area_px": int(n[k + 1]),
+                    "mean_prob": round(float(mean[k + 1]), 3),
+                    "reason": f"mean probability below min_confidence={opt.min_confidence}",
+                }
+            )
+    mask = M.refine(keep.float(), grow=opt.grow, min_area=opt.min_area)
+    return mask, skipped
+
+
+def _inpaint_zoomed(
+    images: Tensor, mask: Tensor, opt: FixOptions, inpaint: Inpainter, seed: int
+) -> tuple[Tensor, list[dict]]:
+    """All regions of all images as one batch of crops at one shared work size (for models)."""
+    crops, crop_masks, plan = regions.crop_regions(
+        images,
+        mask,
+        context_factor=opt.context_factor,
+        min_context=opt.min_context,
+        target_size=opt.target_size,
+        multiple=opt.multiple,
+    )
+    if not plan.used_crops:
+        return images, plan.report
+    filled = inpaint(crops, crop_masks, seed)
+    return regions.stitch(images, filled, plan, blend_radius=opt.blend_radius), plan.report
+
+
+def _inpaint_native(
+    images: Tensor, mask: Tensor, opt: FixOptions, inpaint: Inpainter, seed: int
+) -> tuple[Tensor, list[dict]]:
+    """Each region in its own window at (about) native scale, for the built-in inpainters.
+
+    Exemplar and smooth fills gain nothing from upsampling and lose detail when a large
+    window is shrunk to a shared work size, so every region gets a window of its own context
+    whose work size is the window's own size (rounded up to 8 px).
+    """
+    labels, counts = M.label(mask > 0)
+    out = images.clone()
+    report: list[dict] = []
+    for bi, count in enumerate(counts):
+        for rid in range(1, count + 1):
+            one = (labels[bi : bi + 1] == rid).to(mask.dtype)
+            ys, xs = torch.nonzero(one[0], as_tuple=True)
+            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+            x0, y0, x1, y1 = regions.context_box(box, opt.context_factor, opt.min_context)
+            crops, crop_masks, plan = regions.crop_regions(
+                out[bi : bi + 1],
+                one,
+                context_factor=opt.context_factor,
+                min_context=opt.min_context,
+                target_size=max(8, math.ceil(max(x1 - x0, y1 - y0))),
+                multiple=8,
+            )
+            filled = inpaint(crops, crop_masks, seed + len(report))
+            out[bi : bi + 1] = regions.stitch(
+                out[bi : bi + 1], filled, plan, blend_radius=opt.blend_radius
+            )
+            for r in plan.report:
+                report.append(dict(r, batch_index=bi, id=rid, crop=len(report)))
+    return out, report
+
+
+def _keep_improvements(
+    previous: Tensor,
+    current: Tensor,
+    before: Tensor,
+    after: Tensor,
+    todo: list[int],
+    threshold: float,
+) -> list[tuple[int, int]]:
+    """Undo each connected patch of changed pixels that did not shrink the flagged area.
+
+    Patches are the connected parts of the changed pixels grown by 4 px, so a fill and the
+    rounding-level changes of its blend are judged as one. A patch counts flagged pixels in
+    and around it (grown by 8 px more, where the detector's view of the change reaches)
+    before and after; if there are not fewer, every pixel of it is put back from
+    ``previous`` exactly. ``current`` is edited in
+    place. Returns the undone patches as ``(image index, patch number)``.
+    """
+    undone = []
+    for i in todo:
+        changed = (previous[i] != current[i]).any(0)
+        if not changed.any():
+            continue
+        zones = M.grow(changed[None].float(), 4)
+        labels, (count,) = M.label(zones)
+        for k in range(1, count + 1):
+            patch = labels[0] == k
+            around = M.grow(patch[None].float(), 8)[0] > 0
+            was = int((before[i][around] > threshold).sum())
+            now = int((after[i][around] > threshold).sum())
+            if now >= was:
+                current[i][:, patch] = previous[i][:, patch]
+                undone.append((i, k))
+    return undone
 
 
 def changed_mask(before: Tensor, after: Tensor) -> Tensor:

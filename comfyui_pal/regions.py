@@ -136,7 +136,7 @@ class StitchPlan:
 # --- planning -------------------------------------------------------------------------------
 
 
-def _context_box(
+def context_box(
     box: tuple[int, int, int, int], factor: float, min_context: int
 ) -> tuple[float, float, float, float]:
     """Region box grown to ``factor`` times its size, at least ``min_context`` px per side."""
@@ -165,7 +165,7 @@ def _merge_groups(
     changed = True
     while changed and len(groups) > 1:
         changed = False
-        ctx = [_context_box(b, factor, min_context) for b in gboxes]
+        ctx = [context_box(b, factor, min_context) for b in gboxes]
         k = 0
         while k < len(groups):
             j = k + 1
@@ -174,7 +174,7 @@ def _merge_groups(
                     groups[k] += groups.pop(j)
                     gboxes[k] = _union(gboxes[k], gboxes.pop(j))
                     ctx.pop(j)
-                    ctx[k] = _context_box(gboxes[k], factor, min_context)
+                    ctx[k] = context_box(gboxes[k], factor, min_context)
                     changed = True
                     j = k + 1
                 else:
@@ -303,7 +303,7 @@ def plan_crops(
         image_groups.sort(key=lambda g: min(g[1]))  # back to raster order
         groups += image_groups
 
-    contexts = [_context_box(g[2], context_factor, min_context) for g in groups]
+    contexts = [context_box(g[2], context_factor, min_context) for g in groups]
     work = _work_size(contexts, target_size, side, multiple)
     crops: list[CropPlan] = []
     for k, ((bi, members, _box, _area), ctx) in enumerate(zip(groups, contexts, strict=True)):

@@ -64,6 +64,17 @@ class PALAutoFix:
                         "tooltip": "Detect-inpaint rounds at most.",
                     },
                 ),
+                "min_confidence": (
+                    "FLOAT",
+                    {
+                        "default": 0.85,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "Leave regions whose mean artifact probability is lower: "
+                        "on real photos borderline detections are mostly real structure.",
+                    },
+                ),
                 "grow": (
                     "INT",
                     {
@@ -105,6 +116,7 @@ class PALAutoFix:
         threshold,
         target_par,
         max_iterations,
+        min_confidence,
         grow,
         blend_radius,
         seed,
@@ -114,6 +126,7 @@ class PALAutoFix:
             threshold=threshold,
             target_par=target_par,
             max_iterations=max_iterations,
+            min_confidence=min_confidence,
             grow=grow,
             blend_radius=blend_radius,
             inpainter=inpainter,

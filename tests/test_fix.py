@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import blob_mask
 from torch import nn
 
+from comfyui_pal.constants import MEAN_RGB as MEAN
+from comfyui_pal.constants import STD_RGB as STD
 from comfyui_pal.datasets import procedural_image
 from comfyui_pal.fix import FixOptions, changed_mask, fix
 
@@ -22,6 +25,28 @@ class MagentaDetector(nn.Module):
         r, g, b = x[:, 0], x[:, 1], x[:, 2]
         score = (r + b) / 2 - g - 2.5
         return torch.stack([torch.zeros_like(score), self.scale * score], 1)
+
+
+class TwoColourDetector(nn.Module):
+    """Probability 0.99 on magenta pixels, 0.7 on yellow ones, ~0 elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))  # detection reads the model's device
+
+    def forward(self, x):
+        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(STD).view(1, 3, 1, 1)
+        v = (x * std + mean) / 255
+        r, g, b = v[:, 0], v[:, 1], v[:, 2]
+        magenta = (r > 0.9) & (b > 0.9) & (g < 0.1)
+        yellow = (r > 0.9) & (g > 0.9) & (b < 0.1)
+        p = torch.where(magenta, 0.99, torch.where(yellow, 0.7, 0.001))
+        return torch.stack([torch.zeros_like(p), torch.logit(p)], 1)
+
+
+def _paint(img, mask, rgb):
+    return torch.where(mask[:, None] > 0, torch.tensor(rgb).view(1, 3, 1, 1), img)
 
 
 def _scene(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,3 +119,38 @@ def test_a_round_that_raises_par_is_undone():
     fixed, _, history = fix(MagentaDetector(), img, FixOptions(max_iterations=2), inpaint=vandal)
     assert torch.equal(fixed, img)
     assert history[0]["reverted"] == [0]
+
+
+def test_low_confidence_regions_are_reported_and_left_alone():
+    img = procedural_image(7, 128, 160)[None] * 0.6 + 0.2
+    sure = blob_mask(128, 160, [(40, 40, 8)])
+    unsure = blob_mask(128, 160, [(120, 90, 8)])
+    img = _paint(_paint(img, sure, [1.0, 0.0, 1.0]), unsure, [1.0, 1.0, 0.0])
+    fixed, final, history = fix(TwoColourDetector(), img, FixOptions(grow=2))
+    far = (blob_mask(128, 160, [(120, 90, 20)])[0] > 0)[None].expand(3, -1, -1)
+    assert torch.equal(fixed[0][far], img[0][far])  # the yellow region is untouched
+    assert not torch.equal(fixed, img)  # the magenta one is fixed
+    (skip,) = [r for r in history[0]["skipped"] if "min_confidence" in r.get("reason", "")]
+    assert skip["mean_prob"] == pytest.approx(0.7, abs=0.01)
+    assert final[0][unsure[0] > 0].mean() > 0.8 and not final[0][sure[0] > 0].any()
+
+
+def test_a_change_that_does_not_help_is_undone_and_the_others_kept():
+    img = procedural_image(8, 128, 256)[None] * 0.6 + 0.2
+    img = _paint(img, blob_mask(128, 256, [(40, 40, 7), (210, 90, 7)]), [1.0, 0.0, 1.0])
+
+    def half_vandal(crops, crop_masks, seed):  # fixes crop 0, repaints crop 1 magenta
+        fill = torch.where(crop_masks[:, None] > 0, torch.full_like(crops, 0.5), crops)
+        fill[1] = torch.where(
+            crop_masks[1] > 0, torch.tensor([1.0, 0.0, 1.0]).view(3, 1, 1), crops[1]
+        )
+        return fill
+
+    opts = FixOptions(max_iterations=1, grow=2, min_confidence=0.5)
+    fixed, _, history = fix(MagentaDetector(), img, opts, inpaint=half_vandal)
+    first = blob_mask(128, 256, [(40, 40, 30)])[0] > 0
+    second = blob_mask(128, 256, [(210, 90, 30)])[0] > 0
+    assert not torch.equal(fixed[0][:, first], img[0][:, first])
+    assert torch.equal(fixed[0][:, second], img[0][:, second])
+    assert len(history[0]["changes_undone"]) == 1
+    assert history[1]["par"][0] < history[0]["par"][0]

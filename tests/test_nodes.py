@@ -152,7 +152,18 @@ def test_detect_and_auto_fix_nodes_run_on_comfy_layouts(pack, tmp_path, monkeypa
     assert probs.shape == binary.shape == (2, 48, 64) and preview.shape == image.shape
     assert len(pars) == 2 and json.loads(summary)["par"] == [round(p, 5) for p in pars]
     fixer = pack.NODE_CLASS_MAPPINGS["PALAutoFix"]()
-    fixed, mask, history = fixer.fix(image, model, "smooth", 0.5, 0.0, 1, 2, 8, 0)
+    fixed, mask, history = fixer.fix(
+        image=image,
+        pal_model=model,
+        inpainter="smooth",
+        threshold=0.5,
+        target_par=0.0,
+        max_iterations=1,
+        min_confidence=0.85,
+        grow=2,
+        blend_radius=8,
+        seed=0,
+    )
     assert fixed.shape == image.shape and mask.shape == (2, 48, 64)
     assert json.loads(history)[0]["iteration"] == 0
     assert path.exists()

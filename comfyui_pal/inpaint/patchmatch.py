@@ -8,6 +8,12 @@ of the source pixels its overlapping patches point at. The smooth fill initialis
 coarsest scale, and each scale's field and image start the next, so structure from far away
 continues into the hole instead of blurring.
 
+Patch distances are confidence-weighted (Wexler et al.): known pixels count fully, hole
+pixels less the deeper they lie (``CONFIDENCE ** -distance``), so matches are driven by the
+real surroundings, not by the current guess. The coarsest scale starts by onion peeling:
+ring by ring from the hole's edge inwards, each ring is matched on known pixels only, so the
+first estimate is already texture from nearby, not a blur that would attract flat sources.
+
 Pixels outside the hole come back bit for bit. Deterministic for a seed.
 """
 
@@ -21,7 +27,9 @@ from ..checks import check_image, check_mask, match_masks
 from .smooth import smooth_fill
 
 PATCH = 7
-MIN_LEVEL_SIDE = 24
+MIN_LEVEL_SIDE = 32
+CONFIDENCE = 1.3  # hole pixels weigh CONFIDENCE ** -(distance to the known region, px)
+MAX_DEPTH = 24  # deeper hole pixels keep the weight of this depth
 
 
 def _level_iterations(level: int, levels: int, side: int) -> tuple[int, int, float]:
@@ -48,6 +56,7 @@ class _Level:
         # candidate costs one contiguous row gather
         self.feat = F.unfold(image[None], patch, padding=r)[0].T.contiguous()
         self.hole = hole
+        self.image = image
         # pixels within a patch of the hole: they are the target centres (their patches overlap
         # the hole) and can never be source centres
         near = F.max_pool2d(hole[None, None].float(), patch, stride=1, padding=r)[0, 0] > 0
@@ -73,6 +82,21 @@ class _Level:
         self.vote_pix = flat
         self.map = torch.full((h * w,), -1, dtype=torch.long)
         self.map[self.targets] = torch.arange(len(self.targets))
+        self.set_weights(_confidence(hole))
+
+    def set_weights(self, pixel_weight: Tensor) -> None:
+        """Weigh each target patch's pixels by ``pixel_weight`` ``[h,w]`` (0 off the image).
+
+        Stores ``[N, C*K]`` weights in unfold's channel-major layout, normalised to mean 1
+        per patch (uniform for a patch with no weight at all), and each patch's total weight.
+        """
+        padded = F.pad(pixel_weight[None, None], (self.r,) * 4)[0, 0].flatten()
+        wk = padded[self.t_patch]  # [N, K]
+        total = wk.sum(1, keepdim=True)
+        k = wk.shape[1]
+        wk = torch.where(total > 0, wk * (k / total.clamp(min=1e-12)), torch.ones_like(wk))
+        self.weight = wk.repeat(1, self.c)
+        self.support = total[:, 0] / k
 
     def target_patches(self, cur: Tensor) -> Tensor:
         """``[N, C*K]`` target patches of the current estimate ``cur`` ``[C,h,w]``."""
@@ -83,15 +107,31 @@ class _Level:
         """``[N, C*K]`` source patches centred at flat indices ``q``."""
         return self.feat[q]
 
+    def distance(self, tp: Tensor, q: Tensor) -> Tensor:
+        """Confidence-weighted squared distance of target patches ``tp`` to sources ``q``."""
+        return ((tp - self.feat[q]).square_() * self.weight).sum(1)
+
     def random_valid(self, n: int, g: torch.Generator) -> Tensor:
         pick = torch.randint(0, len(self.valid_idx), (n,), generator=g)
         return self.valid_idx[pick]
 
 
+def _confidence(hole: Tensor) -> Tensor:
+    """``[h,w]`` weights: 1 on known pixels, ``CONFIDENCE ** -depth`` inside the hole."""
+    depth = torch.zeros(hole.shape)
+    front = hole.clone()
+    for step in range(1, MAX_DEPTH + 1):  # grow the known region one ring at a time
+        if not front.any():
+            break
+        depth[front] = step
+        front = front & (-F.max_pool2d(-front[None, None].float(), 3, 1, 1)[0, 0] > 0)
+    return torch.where(hole, CONFIDENCE**-depth, torch.ones(()))
+
+
 def _improve(lv: _Level, q: Tensor, d: Tensor, tp: Tensor, cand: Tensor) -> tuple[Tensor, Tensor]:
     ok = lv.valid[cand.clamp(0, lv.h * lv.w - 1)] & (cand >= 0) & (cand < lv.h * lv.w)
     cand = torch.where(ok, cand, q)
-    dc = (tp - lv.source_patches(cand)).square_().sum(1)
+    dc = lv.distance(tp, cand)
     better = ok & (dc < d)
     return torch.where(better, cand, q), torch.where(better, dc, d)
 
@@ -99,7 +139,7 @@ def _improve(lv: _Level, q: Tensor, d: Tensor, tp: Tensor, cand: Tensor) -> tupl
 def _patchmatch(
     lv: _Level, q: Tensor, tp: Tensor, iters: int, g: torch.Generator, search: float
 ) -> tuple[Tensor, Tensor]:
-    d = (tp - lv.source_patches(q)).square_().sum(1)
+    d = lv.distance(tp, q)
     h, w = lv.h, lv.w
     for _ in range(iters):
         for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):  # propagation
@@ -123,21 +163,46 @@ def _patchmatch(
     return q, d
 
 
-def _vote(lv: _Level, q: Tensor, d: Tensor, cur: Tensor) -> Tensor:
-    """New estimate: each hole pixel = weighted mean of the source pixels voted for it."""
+def _vote(lv: _Level, q: Tensor, d: Tensor, cur: Tensor, only: Tensor | None = None) -> Tensor:
+    """New estimate: each hole pixel = weighted mean of the source pixels voted for it.
+
+    A patch's vote weighs ``exp(-d / 2 sigma^2)`` times its confidence support; ``only``
+    ``[h*w]`` bool restricts which hole pixels are updated.
+    """
     k = lv.oy.numel()
     values = lv.feat[q].reshape(len(q), lv.c, k).permute(0, 2, 1)  # [N, K, C]
     sigma2 = d.median().clamp(min=1e-6)
-    weight = torch.exp(-d / (2 * sigma2))[:, None].expand(len(q), k)
-    m = lv.vote_mask
+    weight = (torch.exp(-d / (2 * sigma2)) * lv.support)[:, None].expand(len(q), k)
+    m = lv.vote_mask if only is None else lv.vote_mask & only[lv.vote_pix]
     pix, val, wgt = lv.vote_pix[m], values[m], weight[m]
     acc = torch.zeros(lv.h * lv.w, lv.c).index_add_(0, pix, val * wgt[:, None])
     tot = torch.zeros(lv.h * lv.w).index_add_(0, pix, wgt)
     new = acc / tot.clamp(min=1e-12)[:, None]
-    hole = lv.hole.flatten() & (tot > 0)
+    hole = lv.hole.flatten() & (tot > 1e-12)
     flat = cur.permute(1, 2, 0).reshape(-1, lv.c)
     out = torch.where(hole[:, None], new, flat)
     return out.reshape(lv.h, lv.w, lv.c).permute(2, 0, 1).contiguous()
+
+
+def _onion_peel(lv: _Level, q: Tensor, cur: Tensor, g: torch.Generator, search: float) -> Tensor:
+    """Fill the hole ring by ring from its edge, matching on filled pixels only."""
+    known = ~lv.hole
+    while not known.all():
+        ring = ~known & (F.max_pool2d(known[None, None].float(), 3, 1, 1)[0, 0] > 0)
+        if not ring.any():  # nothing known touches the rest: leave it to the smooth start
+            break
+        lv.set_weights(known.float())
+        tp = lv.target_patches(cur)
+        q, _ = _patchmatch(lv, q, tp, 2, g, search)
+        # each ring pixel copies the centre of its own patch's match: no averaging, no blur
+        idx = lv.map[ring.flatten().nonzero()[:, 0]]
+        flat = cur.reshape(lv.c, -1).clone()
+        src = lv.image.reshape(lv.c, -1)
+        flat[:, lv.targets[idx]] = src[:, q[idx]]
+        cur = flat.reshape(cur.shape)
+        known = known | ring
+    lv.set_weights(_confidence(lv.hole))
+    return cur, q
 
 
 def _upsample_field(q: Tensor, coarse: _Level, fine: _Level, g: torch.Generator) -> Tensor:
@@ -184,9 +249,11 @@ def _fill_one(image: Tensor, hole: Tensor, seed: int, patch: int) -> Tensor:
             )
             q = prev = None
             continue
+        em, pm, search = _level_iterations(li, levels, max(lv.h, lv.w))
         if cur is None:
             cur = smooth_fill(img[None], hl[None].float())[0]
             q = lv.random_valid(len(lv.targets), g)
+            cur, q = _onion_peel(lv, q, cur, g, search)
         else:
             up = F.interpolate(cur[None], size=(lv.h, lv.w), mode="bilinear", align_corners=False)[
                 0
@@ -197,7 +264,6 @@ def _fill_one(image: Tensor, hole: Tensor, seed: int, patch: int) -> Tensor:
                 if prev is not None
                 else lv.random_valid(len(lv.targets), g)
             )
-        em, pm, search = _level_iterations(li, levels, max(lv.h, lv.w))
         for _ in range(em):
             q, d = _patchmatch(lv, q, lv.target_patches(cur), pm, g, search)
             cur = _vote(lv, q, d, cur)
