@@ -112,7 +112,12 @@ def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
     before = float(par(probs, opts.threshold)[0])
     after = float(par(final, 0.5)[0])
     found = (probs[0] > opts.threshold).float()
-    compare = torch.cat([overlay(image, probs, opts.threshold)[0], fixed[0]], dim=2)
+    # before | artifacts found (tinted) | after
+    compare = torch.cat([image[0], overlay(image, probs, opts.threshold)[0], fixed[0]], dim=2)
+    from . import masks as M
+    from .fix import changed_mask
+
+    _, (repainted,) = M.label(M.grow(changed_mask(image, fixed), 4))
     save_image(fixed[0], out_dir / f"{path.stem}_fixed.png", overwrite)
     save_image(found, out_dir / f"{path.stem}_mask.png", overwrite)
     save_image(compare, out_dir / f"{path.stem}_compare.png", overwrite)
@@ -121,7 +126,8 @@ def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
         "image": str(path),
         "par_before": round(before, 6),
         "par_after": round(after, 6),
-        "regions_fixed": sum(len(h["fixed"]) for h in rounds),
+        "regions_tried": sum(len(h["fixed"]) for h in rounds),
+        "regions_repainted": repainted,
         "regions_skipped": sum(len(h["skipped"]) for h in rounds),
         "rounds": len(rounds) - 1,
         "seconds": round(time.perf_counter() - t0, 3),
@@ -164,14 +170,16 @@ def cmd_fix(args: argparse.Namespace) -> int:
         rows = [r for r in rows if r["image"] != row["image"]] + [row]
         print(
             f"[{k}/{len(files)}] {path.name}: PAR {row['par_before']:.4f} -> "
-            f"{row['par_after']:.4f}, {row['regions_fixed']} region(s), {row['seconds']:.1f} s",
+            f"{row['par_after']:.4f}, {row['regions_repainted']} region(s) repainted, "
+            f"{row['seconds']:.1f} s",
             flush=True,
         )
     fields = [
         "image",
         "par_before",
         "par_after",
-        "regions_fixed",
+        "regions_tried",
+        "regions_repainted",
         "regions_skipped",
         "rounds",
         "seconds",

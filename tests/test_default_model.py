@@ -46,3 +46,22 @@ def test_par_ranks_each_corrupted_example_below_its_clean_original(name):
     corrupted = float(pal.par(_detect(name)[None])[0])
     clean = float(pal.par(_detect(name, EXAMPLES / "clean")[None])[0])
     assert corrupted > clean, (corrupted, clean)
+
+
+def test_the_built_in_fix_lowers_par_on_an_example_and_keeps_far_pixels_exact():
+    from comfyui_pal import masks as M
+    from comfyui_pal.fix import FixOptions, changed_mask, fix
+
+    image = load_image(EXAMPLES / "astronaut.png")
+    probs = pal.detect(pal.load_model(), image.permute(0, 2, 3, 1))
+    opts = FixOptions(max_iterations=1)
+    fixed, _, history = fix(pal.load_model(), image, opts, probs=probs)
+    before, after = history[0]["par"][0], history[1]["par"][0]
+    assert after < 0.6 * before, (before, after)
+    truth = load_mask(EXAMPLES / "masks" / "astronaut.png")[0] > 0.5
+    touched = changed_mask(image, fixed)[0] > 0
+    assert (touched & truth).sum() > 0.5 * truth.sum()  # the planted artifacts were repainted
+    # nothing changes farther than grow + blend reach + the undo margin from a flagged pixel
+    reach = opts.grow + 6 + 9 + 4
+    near = M.grow((probs > opts.threshold).float(), reach)[0] > 0
+    assert not (touched & ~near).any()
