@@ -24,9 +24,8 @@ from . import regions
 from .checks import check_image
 from .detection import detect, par
 from .inpaint import patchmatch_fill, smooth_fill
+from .zoom import Inpainter, zoom_inpaint
 
-# inpaint(crops [N,C,h,w], crop_masks [N,h,w], seed) -> inpainted crops [N,C,h',w']
-Inpainter = Callable[[Tensor, Tensor, int], Tensor]
 INPAINTERS = ("patchmatch", "smooth")
 
 
@@ -43,8 +42,8 @@ class FixOptions:
     fill_holes: bool = True
     context_factor: float = 2.0
     min_context: int = 32
-    target_size: int = 256  # work size of the long side for the built-in inpainters
-    multiple: int = 8
+    target_size: int = 512  # work size of the long side for a model inpainter's crops
+    multiple: int = 64  # and a multiple it is rounded up to (built-ins work at native scale)
     blend_radius: float = 12
     inpainter: str = "patchmatch"
     seed: int = 0
@@ -197,18 +196,18 @@ def _inpaint_zoomed(
     images: Tensor, mask: Tensor, opt: FixOptions, inpaint: Inpainter, seed: int
 ) -> tuple[Tensor, list[dict]]:
     """All regions of all images as one batch of crops at one shared work size (for models)."""
-    crops, crop_masks, plan = regions.crop_regions(
+    fixed, plan = zoom_inpaint(
         images,
+        inpaint,
         mask,
+        seed=seed,
+        blend_radius=opt.blend_radius,
         context_factor=opt.context_factor,
         min_context=opt.min_context,
         target_size=opt.target_size,
         multiple=opt.multiple,
     )
-    if not plan.used_crops:
-        return images, plan.report
-    filled = inpaint(crops, crop_masks, seed)
-    return regions.stitch(images, filled, plan, blend_radius=opt.blend_radius), plan.report
+    return fixed, plan.report
 
 
 def _inpaint_native(

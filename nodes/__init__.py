@@ -7,10 +7,12 @@ from .fix_nodes import PALAutoFix
 from .mask_nodes import PALMaskRefine
 from .model_nodes import PALDetectArtifacts, PALModelLoader
 from .region_nodes import PALCropRegions, PALStitchRegions
+from .zoom_nodes import PALZoomInpaint
 
 _NODES = {
     "PALModelLoader": (PALModelLoader, "PAL Model Loader"),
     "PALDetectArtifacts": (PALDetectArtifacts, "PAL Detect Artifacts"),
+    "PALZoomInpaint": (PALZoomInpaint, "PAL Zoom-In Inpaint"),
     "PALAutoFix": (PALAutoFix, "PAL Auto Fix"),
     "PALMaskRefine": (PALMaskRefine, "PAL Mask Refine"),
     "PALCropRegions": (PALCropRegions, "PAL Crop Regions"),

@@ -8,14 +8,19 @@ from comfyui_pal.detection import MODES
 from comfyui_pal.fix import INPAINTERS, FixOptions, fix
 from comfyui_pal.layout import bchw_to_image, image_to_bchw
 
+from .model_nodes import _progress
+from .sampling import diffusion_inpainter, sampling_inputs
+
 CATEGORY = "PAL"
 
 
 class PALAutoFix:
     DESCRIPTION = (
-        "Find artifacts and inpaint them away with the built-in inpainter (no diffusion model "
-        "needed): each round re-detects and re-inpaints only what is still flagged, until PAR "
-        "<= target_par or max_iterations. Pixels away from artifacts come back bit for bit."
+        "Find artifacts and inpaint them away: with the built-in inpainter (no diffusion model "
+        "needed), or zoomed in with your model when MODEL, VAE and both conditionings are "
+        "connected. Each round re-detects and re-inpaints only what is still flagged, until "
+        "PAR <= target_par or max_iterations; a change the detector does not like better is "
+        "undone. Pixels away from artifacts come back bit for bit."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "MASK", "STRING")
@@ -105,6 +110,27 @@ class PALAutoFix:
             },
             "optional": {
                 "mode": (list(MODES), {"default": "resize", "tooltip": "Detection mode."}),
+                "model": (
+                    "MODEL",
+                    {
+                        "tooltip": "Connect (with vae, positive, negative) to "
+                        "inpaint with your diffusion model instead."
+                    },
+                ),
+                "vae": ("VAE", {"tooltip": "The diffusion model's VAE."}),
+                "positive": ("CONDITIONING", {"tooltip": "What the fixed regions should show."}),
+                "negative": ("CONDITIONING", {"tooltip": "What they should not."}),
+                **sampling_inputs(),
+                "target_size": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 64,
+                        "max": 4096,
+                        "step": 64,
+                        "tooltip": "Long side of the zoomed crops for the diffusion model.",
+                    },
+                ),
             },
         }
 
@@ -121,6 +147,16 @@ class PALAutoFix:
         blend_radius,
         seed,
         mode="resize",
+        model=None,
+        vae=None,
+        positive=None,
+        negative=None,
+        steps=20,
+        cfg=7.0,
+        sampler_name="euler",
+        scheduler="normal",
+        denoise=1.0,
+        target_size=512,
     ):
         opts = FixOptions(
             threshold=threshold,
@@ -132,6 +168,27 @@ class PALAutoFix:
             inpainter=inpainter,
             seed=seed,
             mode=mode,
+            target_size=target_size,
         )
-        fixed, mask, history = fix(pal_model.model, image_to_bchw(image), opts)
+        diffusion = [model, vae, positive, negative]
+        inpaint = None
+        if any(x is not None for x in diffusion):
+            if any(x is None for x in diffusion):
+                raise ValueError(
+                    "to fix with a diffusion model connect all of model, vae, positive and "
+                    "negative (or none of them for the built-in inpainter)"
+                )
+            inpaint = diffusion_inpainter(
+                model,
+                vae,
+                positive,
+                negative,
+                steps=steps,
+                cfg=cfg,
+                sampler_name=sampler_name,
+                scheduler=scheduler,
+                denoise=denoise,
+                progress=_progress(),
+            )
+        fixed, mask, history = fix(pal_model.model, image_to_bchw(image), opts, inpaint=inpaint)
         return bchw_to_image(fixed), mask, json.dumps(history, indent=1)
