@@ -3,6 +3,7 @@
 Commands:
   fix      the main job: detect artifacts and inpaint them away, iterating until clean
   detect   find artifacts with the default (or any) model: masks, overlays, PAR report
+  rank     copy images best first as NNN_parX.XXX_<name> with ranking.csv (resumable)
   demo     zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
   convert  any supported detector checkpoint -> our safetensors (architecture in metadata)
   train    train the default model, or fine-tune any checkpoint, on synthetic / folder data
@@ -226,6 +227,31 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    """Rank image files by PAR into renamed copies plus ranking.csv; resumable."""
+    from .cache import load_model
+    from .detection import detect, par
+    from .ranking import score_files, write_ranking
+
+    out_dir = Path(args.out)
+    files = _inputs(args, out_dir)
+    model = load_model(args.model, "cpu" if args.cpu else None)
+
+    def score(path: Path) -> float:
+        probs = detect(model, load_image(path).permute(0, 2, 3, 1), args.mode)
+        return float(par(probs, args.threshold)[0])
+
+    scores, failed = score_files(files, out_dir, score, args.resume)
+    try:
+        rows = write_ranking(scores, out_dir, args.overwrite)
+    except FileExistsError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    if rows:
+        print(f"best: {rows[0]['copy'].name}; ranking of {len(rows)} in {out_dir / 'ranking.csv'}")
+    return 1 if failed else 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert an mmseg .pth / TorchScript end2end.pt / safetensors to our safetensors."""
     from .models.loading import convert
@@ -349,6 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")
     det.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     det.set_defaults(func=cmd_detect)
+
+    rk = sub.add_parser("rank", help="copy images best first by PAR, with ranking.csv")
+    rk.add_argument("inputs", nargs="+", help="image files or folders")
+    rk.add_argument("--out", default="pal_ranked", help="output folder (default: pal_ranked)")
+    rk.add_argument("--model", default="default", help="checkpoint (default: shipped model)")
+    rk.add_argument("--mode", default="resize", choices=["resize", "tiled"])
+    rk.add_argument("--threshold", type=float, default=0.5)
+    rk.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")
+    rk.add_argument("--resume", action="store_true", help="reuse scores of an earlier run")
+    rk.add_argument("--overwrite", action="store_true", help="replace clashing copies")
+    rk.set_defaults(func=cmd_rank)
 
     demo = sub.add_parser("demo", help="crop -> smooth fill -> stitch on images with masks")
     demo.add_argument(

@@ -3,6 +3,7 @@
 Each node converts ComfyUI layouts, calls one library function and converts back.
 """
 
+from .curate_nodes import PALRankBatch, PALSelectBest
 from .fix_nodes import PALAutoFix
 from .mask_nodes import PALMaskRefine
 from .model_nodes import PALDetectArtifacts, PALModelLoader
@@ -14,6 +15,8 @@ _NODES = {
     "PALDetectArtifacts": (PALDetectArtifacts, "PAL Detect Artifacts"),
     "PALZoomInpaint": (PALZoomInpaint, "PAL Zoom-In Inpaint"),
     "PALAutoFix": (PALAutoFix, "PAL Auto Fix"),
+    "PALRankBatch": (PALRankBatch, "PAL Rank Batch"),
+    "PALSelectBest": (PALSelectBest, "PAL Select Best"),
     "PALMaskRefine": (PALMaskRefine, "PAL Mask Refine"),
     "PALCropRegions": (PALCropRegions, "PAL Crop Regions"),
     "PALStitchRegions": (PALStitchRegions, "PAL Stitch Regions"),

@@ -122,3 +122,26 @@ def test_fix_finishes_good_files_reports_bad_ones_and_resumes(tmp_path):
     assert cli.main(args) == 1  # without --resume / --overwrite nothing is replaced
     assert (out / "a_fixed.png").stat().st_mtime_ns == stamp
     assert (src / "a.png").exists() and len(list(src.iterdir())) == 3  # inputs untouched
+
+
+def test_rank_copies_best_first_resumes_and_never_replaces_other_files(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    examples = REPO / "examples" / "images"
+    shutil.copy(examples / "chelsea.png", src / "cat_planted.png")
+    shutil.copy(examples / "clean" / "chelsea.png", src / "cat_clean.png")
+    (src / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "ranked"
+    assert cli.main(["rank", str(src), "--out", str(out), "--cpu"]) == 1  # broken reported
+    copies = sorted(p.name for p in out.glob("0*"))
+    assert copies[0].startswith("001_par0.000_cat_clean") and "cat_planted" in copies[1]
+    rows = (out / "ranking.csv").read_text().splitlines()
+    assert rows[0] == "rank,par,image,copy" and len(rows) == 3
+    assert (out / copies[0]).read_bytes() == (src / "cat_clean.png").read_bytes()
+    capsys.readouterr()
+    assert cli.main(["rank", str(src), "--out", str(out), "--cpu", "--resume"]) == 1
+    assert capsys.readouterr().out.count("scored before") == 2
+    (out / copies[1]).write_bytes(b"someone else's file")
+    assert cli.main(["rank", str(src), "--out", str(out), "--cpu", "--resume"]) == 1
+    assert (out / copies[1]).read_bytes() == b"someone else's file"
+    assert len(list(src.iterdir())) == 3

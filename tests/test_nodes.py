@@ -167,3 +167,25 @@ def test_detect_and_auto_fix_nodes_run_on_comfy_layouts(pack, tmp_path, monkeypa
     assert fixed.shape == image.shape and mask.shape == (2, 48, 64)
     assert json.loads(history)[0]["iteration"] == 0
     assert path.exists()
+
+
+def test_rank_and_select_nodes_sort_by_precomputed_probabilities(pack):
+    image = torch.rand(4, 16, 16, 3)
+    probability = torch.zeros(4, 16, 16)
+    for i, n in enumerate([30, 0, 100, 5]):  # flagged pixels per image
+        probability[i].view(-1)[:n] = 1.0
+    ranked, pars, index, summary = pack.NODE_CLASS_MAPPINGS["PALRankBatch"]().rank(
+        image, probability=probability
+    )
+    assert index == [1, 3, 0, 2] and torch.equal(ranked, image[[1, 3, 0, 2]])
+    assert pars == sorted(pars) and json.loads(summary)[0] == {"index": 1, "par": 0.0}
+    select = pack.NODE_CLASS_MAPPINGS["PALSelectBest"]()
+    best, _, index, _ = select.select(image, 2, 1.0, "best_one", probability=probability)
+    assert index == [1, 3] and best.shape[0] == 2
+    pair = [0, 2]  # neither is artifact-free
+    none, _, index, _ = select.select(image[pair], 0, 0.0, "empty", probability=probability[pair])
+    assert none.shape[0] == 0 and index == []
+    with pytest.raises(ValueError, match="detected from these same images"):
+        select.select(image, 1, 1.0, "best_one", probability=probability[pair])
+    with pytest.raises(ValueError, match="connect pal_model"):
+        select.select(image, 1, 1.0, "best_one")

@@ -1,0 +1,101 @@
+"""Rank image files by PAR into a folder of renamed copies (the ``rank`` command).
+
+Scores are saved to ``scores.json`` after every image (keyed by path, with size and mtime),
+so an interrupted run resumes without detecting again; copies are named
+``NNN_parX.XXX_<name>`` (best first) and listed in ``ranking.csv``. Existing files are never
+replaced unless ``overwrite``: an identical copy already there counts as done.
+"""
+
+from __future__ import annotations
+
+import csv
+import filecmp
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from .curate import rank
+
+
+def _identity(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def score_files(
+    files: list[Path],
+    out_dir: Path,
+    score: Callable[[Path], float],
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, float], list[str]]:
+    """PAR of every readable file (``{path: par}``) and the files that failed, resumably."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_path = out_dir / "scores.json"
+    cache = json.loads(cache_path.read_text()) if resume and cache_path.exists() else {}
+    scores, failed = {}, []
+    for k, path in enumerate(files, 1):
+        key, ident = str(path), _identity(path)
+        hit = cache.get(key)
+        if hit is not None and hit["file"] == ident:
+            scores[key] = hit["par"]
+            log(f"[{k}/{len(files)}] {path.name}: PAR {hit['par']:.4f} (scored before)")
+            continue
+        try:
+            value = float(score(path))
+        except (ValueError, OSError) as exc:
+            log(f"[{k}/{len(files)}] FAILED {path}: {exc}")
+            failed.append(key)
+            continue
+        scores[key] = value
+        cache[key] = {"par": value, "file": ident}
+        _write_json(cache_path, cache)
+        log(f"[{k}/{len(files)}] {path.name}: PAR {value:.4f}")
+    return scores, failed
+
+
+def write_ranking(scores: dict[str, float], out_dir: Path, overwrite: bool = False) -> list[dict]:
+    """Copy the files best first as ``NNN_parX.XXX_<name>`` and write ``ranking.csv``.
+
+    Raises ``FileExistsError`` before copying anything if a different file already holds one
+    of the names (and ``overwrite`` is off).
+    """
+    names = list(scores)
+    order = rank([scores[n] for n in names]).tolist() if names else []
+    width = max(3, len(str(len(names))))
+    rows = []
+    for pos, i in enumerate(order, 1):
+        src = Path(names[i])
+        dst = out_dir / f"{pos:0{width}d}_par{scores[names[i]]:.3f}_{src.name}"
+        rows.append(
+            {"rank": pos, "par": round(scores[names[i]], 6), "image": str(src), "copy": dst}
+        )
+    clashes = [
+        r["copy"]
+        for r in rows
+        if r["copy"].exists() and not filecmp.cmp(r["image"], r["copy"], shallow=False)
+    ]
+    if clashes and not overwrite:
+        raise FileExistsError(
+            f"{len(clashes)} ranked name(s) already hold other files, e.g. {clashes[0]}; use "
+            "another --out folder or --overwrite"
+        )
+    for r in rows:
+        if r["copy"].exists() and r["copy"] not in clashes:
+            continue  # an identical copy from an earlier run
+        tmp = r["copy"].with_name(r["copy"].name + ".tmp")
+        shutil.copy2(r["image"], tmp)
+        tmp.replace(r["copy"])
+    with open(out_dir / "ranking.csv.tmp", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["rank", "par", "image", "copy"])
+        writer.writeheader()
+        writer.writerows({**r, "copy": r["copy"].name} for r in rows)
+    (out_dir / "ranking.csv.tmp").replace(out_dir / "ranking.csv")
+    return rows
