@@ -52,9 +52,10 @@ class _Level:
         c, h, w = image.shape
         r = patch // 2
         self.h, self.w, self.r, self.c = h, w, r, c
-        # every patch of the known image as a row [C*K] (unfold's channel-major layout), so a
-        # candidate costs one contiguous row gather
-        self.feat = F.unfold(image[None], patch, padding=r)[0].T.contiguous()
+        # every patch of the known image as a row [C*K] (channel-major, as F.unfold lays it
+        # out), so a candidate costs one contiguous row gather; one strided copy builds it
+        windows = F.pad(image[None], (r,) * 4)[0].unfold(1, patch, 1).unfold(2, patch, 1)
+        self.feat = windows.permute(1, 2, 0, 3, 4).reshape(h * w, -1)
         self.hole = hole
         self.image = image
         # pixels within a patch of the hole: they are the target centres (their patches overlap
@@ -74,14 +75,17 @@ class _Level:
         wp = w + 2 * r
         # padded flat indices of every target patch pixel [N, K]
         self.t_patch = (ty[:, None] + r + self.oy) * wp + (tx[:, None] + r + self.ox)
-        # unpadded coordinates of every target patch pixel, and which of them are hole pixels
-        py, px = ty[:, None] + self.oy, tx[:, None] + self.ox
-        in_img = (py >= 0) & (py < h) & (px >= 0) & (px < w)
-        flat = py.clamp(0, h - 1) * w + px.clamp(0, w - 1)
-        self.vote_mask = in_img & hole.flatten()[flat]
-        self.vote_pix = flat
         self.map = torch.full((h * w,), -1, dtype=torch.long)
         self.map[self.targets] = torch.arange(len(self.targets))
+        # voting, gathered per hole pixel: voters[k, j] is the target whose patch covers hole
+        # pixel j at offset k (its centre is the pixel minus the offset); -1 off the image
+        self.hole_pix = hole.flatten().nonzero()[:, 0]
+        hy, hx = self.hole_pix // w, self.hole_pix % w
+        cy, cx = hy[None] - self.oy[:, None], hx[None] - self.ox[:, None]
+        on = (cy >= 0) & (cy < h) & (cx >= 0) & (cx < w)
+        voters = self.map[cy.clamp(0, h - 1) * w + cx.clamp(0, w - 1)]
+        self.voters = torch.where(on, voters, -1)
+        self.voter_offset = (self.oy * w + self.ox)[:, None]  # source pixel = centre + offset
         self.set_weights(_confidence(hole))
 
     def set_weights(self, pixel_weight: Tensor) -> None:
@@ -109,7 +113,7 @@ class _Level:
 
     def distance(self, tp: Tensor, q: Tensor) -> Tensor:
         """Confidence-weighted squared distance of target patches ``tp`` to sources ``q``."""
-        return ((tp - self.feat[q]).square_() * self.weight).sum(1)
+        return (tp - self.feat[q]).square_().mul_(self.weight).sum(1)
 
     def random_valid(self, n: int, g: torch.Generator) -> Tensor:
         pick = torch.randint(0, len(self.valid_idx), (n,), generator=g)
@@ -118,14 +122,22 @@ class _Level:
 
 def _confidence(hole: Tensor) -> Tensor:
     """``[h,w]`` weights: 1 on known pixels, ``CONFIDENCE ** -depth`` inside the hole."""
-    depth = torch.zeros(hole.shape)
-    front = hole.clone()
+    out = torch.ones(hole.shape)
+    if not hole.any():
+        return out
+    ys, xs = torch.nonzero(hole, as_tuple=True)  # work on the hole's box only
+    y0, y1 = max(int(ys.min()) - 1, 0), int(ys.max()) + 2
+    x0, x1 = max(int(xs.min()) - 1, 0), int(xs.max()) + 2
+    front = hole[y0:y1, x0:x1].clone()
+    depth = torch.zeros(front.shape)
     for step in range(1, MAX_DEPTH + 1):  # grow the known region one ring at a time
         if not front.any():
             break
         depth[front] = step
         front = front & (-F.max_pool2d(-front[None, None].float(), 3, 1, 1)[0, 0] > 0)
-    return torch.where(hole, CONFIDENCE**-depth, torch.ones(()))
+    box = hole[y0:y1, x0:x1]
+    out[y0:y1, x0:x1] = torch.where(box, CONFIDENCE**-depth, torch.ones(()))
+    return out
 
 
 def _improve(lv: _Level, q: Tensor, d: Tensor, tp: Tensor, cand: Tensor) -> tuple[Tensor, Tensor]:
@@ -169,19 +181,23 @@ def _vote(lv: _Level, q: Tensor, d: Tensor, cur: Tensor, only: Tensor | None = N
     A patch's vote weighs ``exp(-d / 2 sigma^2)`` times its confidence support; ``only``
     ``[h*w]`` bool restricts which hole pixels are updated.
     """
-    k = lv.oy.numel()
-    values = lv.feat[q].reshape(len(q), lv.c, k).permute(0, 2, 1)  # [N, K, C]
     sigma2 = d.median().clamp(min=1e-6)
-    weight = (torch.exp(-d / (2 * sigma2)) * lv.support)[:, None].expand(len(q), k)
-    m = lv.vote_mask if only is None else lv.vote_mask & only[lv.vote_pix]
-    pix, val, wgt = lv.vote_pix[m], values[m], weight[m]
-    acc = torch.zeros(lv.h * lv.w, lv.c).index_add_(0, pix, val * wgt[:, None])
-    tot = torch.zeros(lv.h * lv.w).index_add_(0, pix, wgt)
-    new = acc / tot.clamp(min=1e-12)[:, None]
-    hole = lv.hole.flatten() & (tot > 1e-12)
-    flat = cur.permute(1, 2, 0).reshape(-1, lv.c)
-    out = torch.where(hole[:, None], new, flat)
-    return out.reshape(lv.h, lv.w, lv.c).permute(2, 0, 1).contiguous()
+    patch_w = torch.exp(-d / (2 * sigma2)) * lv.support  # [N]
+    voters = lv.voters  # [K, Nh]
+    has = voters >= 0
+    v = voters.clamp(min=0)
+    wgt = torch.where(has, patch_w[v], 0.0)  # [K, Nh]
+    src = q[v] + lv.voter_offset  # the voted source pixels, always inside the image
+    img = lv.image.reshape(lv.c, -1)
+    acc = (img[:, src] * wgt).sum(1)  # [C, Nh]
+    tot = wgt.sum(0)
+    upd = tot > 1e-12
+    if only is not None:
+        upd = upd & only[lv.hole_pix]
+    flat = cur.reshape(lv.c, -1).clone()
+    pix = lv.hole_pix[upd]
+    flat[:, pix] = acc[:, upd] / tot[upd]
+    return flat.reshape(cur.shape)
 
 
 def _onion_peel(lv: _Level, q: Tensor, cur: Tensor, g: torch.Generator, search: float) -> Tensor:
