@@ -4,6 +4,7 @@ Commands:
   fix      the main job: detect artifacts and inpaint them away, iterating until clean
   detect   find artifacts with the default (or any) model: masks, overlays, PAR report
   rank     copy images best first as NNN_parX.XXX_<name> with ranking.csv (resumable)
+  queue    run an API-format workflow on a ComfyUI server per image or seed; PAR report
   demo     zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
   convert  any supported detector checkpoint -> our safetensors (architecture in metadata)
   train    train the default model, or fine-tune any checkpoint, on synthetic / folder data
@@ -252,6 +253,36 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_queue(args: argparse.Namespace) -> int:
+    """Fill a workflow per image / seed, run it on a ComfyUI server, collect outputs and PAR."""
+    from .queue_client import Client, Job, QueueError, load_workflow, parse_seeds, run_queue
+
+    out_dir = Path(args.out)
+    try:
+        workflow = load_workflow(Path(args.workflow))
+        if args.images:
+            jobs = [Job(p.stem, image=p) for p in list_images([args.images])]
+        else:
+            jobs = [Job(f"seed{s}", seed=s) for s in parse_seeds(args.seeds)]
+        client = Client(args.server, retries=args.retries)
+        done = run_queue(workflow, jobs, out_dir, client, args.concurrency, args.resume)
+    except (QueueError, ValueError, FileNotFoundError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    rows = [{"job": j.name, "output": o} for j in done for o in j.outputs]
+    if args.score and rows:
+        from .cache import load_model
+        from .detection import detect, par
+
+        model = load_model(args.model, "cpu" if args.cpu else None)
+        for r in rows:
+            probs = detect(model, load_image(out_dir / r["output"]).permute(0, 2, 3, 1))
+            r["par"] = round(float(par(probs)[0]), 6)
+    _write_reports(out_dir, rows, ["job", "output", "par"])
+    print(f"{len(done)}/{len(jobs)} job(s) done, {len(rows)} output(s) in {out_dir}")
+    return 0 if len(done) == len(jobs) else 1
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert an mmseg .pth / TorchScript end2end.pt / safetensors to our safetensors."""
     from .models.loading import convert
@@ -386,6 +417,23 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--resume", action="store_true", help="reuse scores of an earlier run")
     rk.add_argument("--overwrite", action="store_true", help="replace clashing copies")
     rk.set_defaults(func=cmd_rank)
+
+    qu = sub.add_parser("queue", help="run a workflow on a ComfyUI server per image or seed")
+    qu.add_argument("workflow", help="API-format workflow JSON (examples/api/)")
+    qu.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI address")
+    src = qu.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder of images, uploaded into every LoadImage node")
+    src.add_argument("--seeds", help="seeds a..b (inclusive) or a,b,c for every seed widget")
+    qu.add_argument("--out", default="pal_queue", help="output folder (default: pal_queue)")
+    qu.add_argument("--concurrency", type=int, default=2, help="prompts in flight at once")
+    qu.add_argument("--retries", type=int, default=3, help="retries of a failed request")
+    qu.add_argument("--resume", action="store_true", help="skip jobs finished before")
+    qu.add_argument(
+        "--no-score", dest="score", action="store_false", help="skip PAR of the outputs"
+    )
+    qu.add_argument("--model", default="default", help="detector for the PAR report")
+    qu.add_argument("--cpu", action="store_true", help="score on the CPU even with a GPU")
+    qu.set_defaults(func=cmd_queue)
 
     demo = sub.add_parser("demo", help="crop -> smooth fill -> stitch on images with masks")
     demo.add_argument(
