@@ -1,0 +1,114 @@
+"""Example workflows: current, valid against the node definitions, and runnable end to end.
+
+The end-to-end test starts a real ComfyUI through ``../shared/comfy/comfy_harness.sh`` when
+``COMFY_MIRROR`` points at a ComfyUI checkout, and skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, SHARED
+
+from comfyui_pal.workflow_check import validate_api, validate_ui
+
+spec = importlib.util.spec_from_file_location(
+    "build_workflows", REPO / "examples" / "build_workflows.py"
+)
+build_workflows = importlib.util.module_from_spec(spec)
+sys.modules["build_workflows"] = build_workflows
+spec.loader.exec_module(build_workflows)
+
+UI = sorted((REPO / "example_workflows").glob("*.json"))
+API = sorted((REPO / "examples" / "api").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def defs():
+    return build_workflows.definitions()
+
+
+def test_the_committed_examples_are_what_the_builder_writes(defs):
+    files = build_workflows.files(defs)
+    assert sorted(files) == sorted(UI + API)
+    for path, text in files.items():
+        assert path.read_text() == text, f"{path} is stale: run python examples/build_workflows.py"
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_every_ui_example_is_valid_and_explains_itself(path, defs):
+    wf = json.loads(path.read_text())
+    assert validate_ui(wf, defs) == []
+    notes = [n for n in wf["nodes"] if n["type"] == "Note"]
+    assert notes and len(notes[0]["widgets_values"][0]) > 40
+
+
+@pytest.mark.parametrize("path", API, ids=lambda p: p.stem)
+def test_every_api_twin_is_valid(path, defs):
+    assert validate_api(json.loads(path.read_text()), defs) == []
+
+
+@pytest.mark.parametrize("name", list(build_workflows.WORKFLOWS))
+def test_the_tiny_model_variants_for_the_harness_are_valid(name, defs):
+    g = build_workflows.build(name, models="tiny", defs=defs)
+    assert validate_api(g.api(), defs) == []
+    assert validate_ui(g.ui(name), defs) == []
+
+
+def test_the_checks_catch_broken_workflows(defs):
+    wf = json.loads((REPO / "example_workflows" / "04_pal_zoom_fix_composable.json").read_text())
+    bad = copy.deepcopy(wf)
+    bad["links"][0][5] = "LATENT"  # a link whose type matches neither end
+    assert any("is not LATENT" in p for p in validate_ui(bad, defs))
+    bad = copy.deepcopy(wf)
+    crop = next(n for n in bad["nodes"] if n["type"] == "PALCropRegions")
+    crop["widgets_values"][0] = 99.0  # context_factor above its max
+    assert any("outside" in p for p in validate_ui(bad, defs))
+    bad = copy.deepcopy(wf)
+    next(n for n in bad["nodes"] if n["type"] == "KSampler")["widgets_values"][4] = (
+        "nope"  # sampler_name (seed, control, steps, cfg, ...)
+    )
+    assert any("not one of" in p for p in validate_ui(bad, defs))
+    api = json.loads((REPO / "examples" / "api" / "04_pal_zoom_fix_composable.json").read_text())
+    bad = copy.deepcopy(api)
+    stitch = next(n for n in bad.values() if n["class_type"] == "PALStitchRegions")
+    del stitch["inputs"]["stitch"]
+    assert any("required input stitch missing" in p for p in validate_api(bad, defs))
+    bad = copy.deepcopy(api)
+    bad["99"] = {"class_type": "NoSuchNode", "inputs": {}}
+    assert any("unknown type NoSuchNode" in p for p in validate_api(bad, defs))
+
+
+HARNESS = SHARED / "comfy" / "comfy_harness.sh"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("COMFY_MIRROR") or not HARNESS.exists(),
+    reason="set COMFY_MIRROR to a ComfyUI git checkout (and keep ../shared/comfy) to run the "
+    "examples in a real ComfyUI",
+)
+def test_the_examples_run_in_a_real_comfyui(tmp_path, defs):
+    flows = tmp_path / "workflows"
+    flows.mkdir()
+    for name in build_workflows.WORKFLOWS:
+        g = build_workflows.build(name, models="tiny", defs=defs)
+        (flows / f"{name}.json").write_text(json.dumps(g.api()))
+    env = dict(
+        os.environ,
+        COMFY_EXTRA_PACKS=str(SHARED / "comfy" / "tiny_models_pack"),
+        RUN_DIR=str(tmp_path / "run"),
+    )
+    out = subprocess.run(
+        ["bash", str(HARNESS), str(REPO), str(flows), str(REPO / "examples" / "images")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
