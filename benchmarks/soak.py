@@ -1,0 +1,100 @@
+"""Soak (not a test): 200 prompts' worth of node calls in one process, on varying sizes.
+
+    python benchmarks/soak.py [--calls 200] [--warmup 20]
+
+Loads the pack the way ComfyUI does and, per call, runs PAL Detect Artifacts, PAL Auto Fix
+(built-in inpainter) and PAL Select Best on a batch of 1-3 of the example photographs
+(planted and clean) resized to a size drawn from 256..1024 px per side, with the shipped
+model through the shared cache. Reports resident memory after warm-up and at the end
+(target: grows < 5 %) and open file descriptors (target: no growth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from comfyui_pal.imageio import load_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    args = ap.parse_args()
+    spec = importlib.util.spec_from_file_location("pal_pack", REPO / "__init__.py")
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules["pal_pack"] = pack
+    spec.loader.exec_module(pack)
+    nodes = pack.NODE_CLASS_MAPPINGS
+    (model,) = nodes["PALModelLoader"]().load("shipped/pal_lite.safetensors", "cpu", "auto")
+    detect, fixer, select = (
+        nodes["PALDetectArtifacts"](),
+        nodes["PALAutoFix"](),
+        nodes["PALSelectBest"](),
+    )
+    g = torch.Generator().manual_seed(0)
+    photos = [load_image(p) for p in sorted((REPO / "examples" / "images").rglob("*.png"))]
+    photos = [p for p in photos if p.shape[1] == 3]  # the example photos, corrupted and clean
+    sizes = [256, 320, 384, 512, 640, 768, 1024]
+    base_rss = base_fds = None
+    t0 = time.perf_counter()
+    for k in range(args.calls):
+        h = sizes[int(torch.randint(len(sizes), (), generator=g))]
+        w = sizes[int(torch.randint(len(sizes), (), generator=g))]
+        b = int(torch.randint(1, 4, (), generator=g))
+        picks = torch.randint(len(photos), (b,), generator=g).tolist()
+        image = torch.cat([F.interpolate(photos[i], size=(h, w), mode="bilinear") for i in picks])
+        image = image.permute(0, 2, 3, 1).contiguous()
+        probs, _, _, _, _ = detect.detect(image, model, "resize", 0.5)
+        fixer.fix(
+            image=image,
+            pal_model=model,
+            inpainter="patchmatch",
+            threshold=0.5,
+            target_par=0.0005,
+            max_iterations=1,
+            min_confidence=0.85,
+            grow=6,
+            blend_radius=12,
+            seed=k,
+        )
+        select.select(image, 1, 1.0, "best_one", probability=probs)
+        if k + 1 == args.warmup:
+            gc.collect()
+            base_rss, base_fds = rss_mb(), open_fds()
+        if (k + 1) % 50 == 0:
+            print(f"{k + 1} calls, RSS {rss_mb():.0f} MB, {open_fds()} fds", flush=True)
+    gc.collect()
+    end_rss, end_fds = rss_mb(), open_fds()
+    print(
+        f"\n{args.calls} calls in {time.perf_counter() - t0:.0f} s: RSS {base_rss:.0f} MB after "
+        f"{args.warmup} warm-up calls -> {end_rss:.0f} MB at the end "
+        f"({(end_rss / base_rss - 1) * 100:+.1f} %, target < +5 %); open fds {base_fds} -> "
+        f"{end_fds} (target: no growth)"
+    )
+
+
+if __name__ == "__main__":
+    main()
