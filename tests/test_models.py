@@ -103,6 +103,30 @@ def test_any_input_size_works_including_tiny_and_odd():
             assert model(torch.randn(2, 3, h, w)).shape == (2, 2, h, w)
 
 
+def test_inference_caches_follow_weight_changes_and_match_training_mode():
+    torch.manual_seed(0)
+    cfg = SwinUperNetConfig(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 1, 1), channels=8)
+    model = SwinUperNet(cfg).eval()
+    x = torch.randn(1, 3, 96, 80)
+    with torch.inference_mode():
+        first = model(x)
+        assert torch.equal(model(x), first)  # cached bias and shift masks: same result
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "relative_position_bias_table" in name:
+                    p.add_(torch.randn_like(p) * 3)
+        changed = model(x)
+    fresh = SwinUperNet(cfg).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(changed, first)
+        assert torch.allclose(changed, fresh(x), atol=1e-6)
+    with torch.enable_grad():  # autograd path: no cached tensors, gradients reach the tables
+        model(x).sum().backward()
+    tables = [p for n, p in model.named_parameters() if "relative_position_bias_table" in n]
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in tables)
+
+
 @requires_fixtures()
 def test_convert_writes_safetensors_that_load_to_the_same_model(tmp_path):
     out = tmp_path / "reduced.safetensors"

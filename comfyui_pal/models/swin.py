@@ -12,6 +12,8 @@ Shapes: tokens ``[B, H*W, C]``; outputs ``[B, C_i, H_i, W_i]`` with ``H_1 = ceil
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -59,6 +61,24 @@ class WindowMSA(nn.Module):
         self.register_buffer("relative_position_index", relative_position_index(window))
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
+        self._bias_cache: tuple[tuple, Tensor] | None = None
+
+    def position_bias(self, dtype: torch.dtype) -> Tensor:
+        """``[heads, N, N]`` relative position bias of one window.
+
+        Without autograd it is kept until the table changes (in place or replaced), so
+        inference does not gather it again for every call.
+        """
+        table = self.relative_position_bias_table
+        n = self.relative_position_index.shape[0]
+        if torch.is_grad_enabled():
+            bias = table[self.relative_position_index.view(-1)]
+            return bias.view(n, n, -1).permute(2, 0, 1).to(dtype)
+        key = (table.data_ptr(), table._version, table.device, dtype)
+        if self._bias_cache is None or self._bias_cache[0] != key:
+            bias = table[self.relative_position_index.view(-1)]
+            self._bias_cache = (key, bias.view(n, n, -1).permute(2, 0, 1).to(dtype).contiguous())
+        return self._bias_cache[1]
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """``x`` ``[B*nW, N, C]``; ``mask`` ``[nW, N, N]`` (0 or MASK_FILL) or None.
@@ -69,8 +89,7 @@ class WindowMSA(nn.Module):
         bw, n, c = x.shape
         qkv = rearrange(self.qkv(x), "b n (k h d) -> k b h n d", k=3, h=self.num_heads)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        bias = bias.view(n, n, -1).permute(2, 0, 1).to(q.dtype)  # [heads, N, N]
+        bias = self.position_bias(q.dtype)  # [heads, N, N]
         if mask is None:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], scale=self.scale)
         else:  # one call per image so the [nW, heads, N, N] mask is shared, not copied
@@ -86,6 +105,40 @@ class WindowMSA(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
+MASK_CACHE_ELEMENTS = 4 * 2**20  # cache shift masks up to 16 MB each (8 sizes at most)
+
+
+def _shift_mask(hp: int, wp: int, ws: int, s: int, device: torch.device) -> Tensor:
+    """``[nW, N, N]`` mask (0 / MASK_FILL) of a shifted window grid.
+
+    A constant of the padded size, so masks up to ``MASK_CACHE_ELEMENTS`` are cached: every
+    shifted block of a stage, every tile of a tiled detection and every call at the same size
+    reuse one.
+    """
+    if (hp // ws) * (wp // ws) * (ws * ws) ** 2 <= MASK_CACHE_ELEMENTS:
+        return _cached_shift_mask(hp, wp, ws, s, device)
+    return _build_shift_mask(hp, wp, ws, s, device)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_shift_mask(hp: int, wp: int, ws: int, s: int, device: torch.device) -> Tensor:
+    return _build_shift_mask(hp, wp, ws, s, device)
+
+
+def _build_shift_mask(hp: int, wp: int, ws: int, s: int, device: torch.device) -> Tensor:
+    # built outside inference mode, so a cached mask may serve training too
+    with torch.inference_mode(False), torch.no_grad():
+        img = torch.zeros(hp, wp, device=device)
+        cnt = 0
+        for hs in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+            for wsl in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+                img[hs, wsl] = cnt
+                cnt += 1
+        ids = rearrange(img, "(h p) (w q) -> (h w) (p q)", p=ws, q=ws)
+        diff = ids[:, None, :] - ids[:, :, None]
+        return torch.where(diff != 0, MASK_FILL, 0.0)
+
+
 class ShiftWindowMSA(nn.Module):
     """Pad to whole windows, optionally roll by half a window, attend per window, undo."""
 
@@ -96,16 +149,7 @@ class ShiftWindowMSA(nn.Module):
         self.w_msa = WindowMSA(dim, num_heads, window)
 
     def _shift_mask(self, hp: int, wp: int, device: torch.device) -> Tensor:
-        ws, s = self.window, self.shift
-        img = torch.zeros(hp, wp, device=device)
-        cnt = 0
-        for hs in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
-            for wsl in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
-                img[hs, wsl] = cnt
-                cnt += 1
-        ids = rearrange(img, "(h p) (w q) -> (h w) (p q)", p=ws, q=ws)
-        diff = ids[:, None, :] - ids[:, :, None]
-        return torch.where(diff != 0, MASK_FILL, 0.0)
+        return _shift_mask(hp, wp, self.window, self.shift, device)
 
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
         h, w = hw
