@@ -87,7 +87,7 @@ def main() -> None:
     print(f"\n512x512 CPU fp32 forward (median of {args.repeats})")
     print(f"  native   {t_native * 1e3:8.0f} ms")
     print(
-        f"  jit.trace{t_traced * 1e3:8.0f} ms   native / traced = {t_native / t_traced:.2f} "
+        f"  jit.trace{t_traced * 1e3:8.0f} ms   native / traced = {t_native / t_traced:.3f} "
         "(target <= 1.0)"
     )
 
