@@ -86,9 +86,9 @@ def diffusion_inpainter(
         pixels = bchw_to_image(crops)
         n = pixels.shape[0]
         if seed_mode == "batch":
-            jobs = [(list(range(n)), seed)]
-        else:
-            jobs = [([k], seed + k) for k in range(n)]
+            jobs = [(list(range(n)), seed % 2**64)]
+        else:  # ComfyUI seeds are 64-bit: wrap instead of overflowing near the top
+            jobs = [([k], (seed + k) % 2**64) for k in range(n)]
         out = []
         for done, (idx, s) in enumerate(jobs):
             mm.throw_exception_if_processing_interrupted()

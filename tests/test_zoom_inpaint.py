@@ -137,6 +137,12 @@ def test_each_region_is_sampled_alone_with_its_own_seed_at_the_target_size(pack,
     assert not torch.equal(fixed[0][mask[0] > 0], image[0][mask[0] > 0])
 
 
+def test_region_seeds_wrap_at_64_bits(pack, comfy):
+    image, mask = _scene()
+    _zoom(pack, image, mask, seed=2**64 - 1)
+    assert [s[0] for s in comfy["sample"]] == [2**64 - 1, 0]
+
+
 def test_the_node_equals_the_graph_crop_conditioning_ksampler_decode_stitch(pack, comfy):
     image, mask = _scene()
     crop = pack.NODE_CLASS_MAPPINGS["PALCropRegions"]()
