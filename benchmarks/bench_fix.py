@@ -50,7 +50,8 @@ def main() -> None:
         t0 = time.perf_counter()
         fixed, final, _ = fix(model, image, opts)
         secs = time.perf_counter() - t0
-        before = float(par(detect(model, image.permute(0, 2, 3, 1)), opts.threshold)[0])
+        probs = detect(model, image.permute(0, 2, 3, 1), opts.mode, opts.tta)
+        before = float(par(probs, opts.threshold)[0])
         after = float(final.mean())
         print(
             f"{path.stem:>10} {before:10.4f} {after:7.4f} | {psnr(image, clean):6.2f} -> "

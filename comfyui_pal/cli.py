@@ -109,7 +109,7 @@ def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
 
     t0 = time.perf_counter()
     image = load_image(path)
-    probs = detect(model, image.permute(0, 2, 3, 1), opts.mode)
+    probs = detect(model, image.permute(0, 2, 3, 1), opts.mode, opts.tta)
     fixed, final, history = fix(model, image, opts, probs=probs)
     before = float(par(probs, opts.threshold)[0])
     after = float(par(final, 0.5)[0])
@@ -150,6 +150,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations,
         min_confidence=args.min_confidence,
         grow=args.grow,
+        tta=args.tta,
         inpainter=args.inpainter,
         seed=args.seed,
         mode=args.mode,
@@ -389,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave regions whose mean artifact probability is lower (default: 0.85)",
     )
     fx.add_argument("--grow", type=int, default=6, help="grow regions by this many px first")
+    fx.add_argument(
+        "--no-tta",
+        dest="tta",
+        action="store_false",
+        help="detect without the mirrored pass (faster, more false alarms)",
+    )
     fx.add_argument("--mode", default="resize", choices=["resize", "tiled"])
     fx.add_argument("--seed", type=int, default=0)
     fx.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")
