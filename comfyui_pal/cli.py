@@ -318,6 +318,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=[Path(p) for p in args.data],
         synthetic=not args.no_synthetic,
         families=families,
+        clean=args.clean,
         seed=args.seed,
         workers=args.workers,
         resume=not args.restart,
@@ -485,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", nargs="*", default=[], help="PAL-layout folders (images/, masks/)")
     tr.add_argument("--no-synthetic", action="store_true", help="train on --data only")
     tr.add_argument("--families", help="comma-separated synthetic families (default: all)")
+    tr.add_argument(
+        "--clean", type=float, default=0.1, help="share of synthetic samples left clean"
+    )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--workers", type=int, default=1, help="data-loading processes")
     tr.add_argument("--restart", action="store_true", help="ignore WORKDIR/last.pt")

@@ -43,6 +43,7 @@ class TrainConfig:
     data: list[Path] = field(default_factory=list)
     synthetic: bool = True
     families: tuple[str, ...] = FAMILIES
+    clean: float = 0.1  # share of synthetic samples left without artifacts (negatives)
     seed: int = 0
     workers: int = 1
     log_every: int = 25
@@ -96,7 +97,9 @@ def make_data(cfg: TrainConfig) -> IterableDataset:
     parts: list[IterableDataset] = []
     if cfg.synthetic:
         train_src, _ = split_sources(find_sources(cfg.sources))
-        parts.append(SyntheticArtifacts(train_src, cfg.size, cfg.seed, cfg.families))
+        parts.append(
+            SyntheticArtifacts(train_src, cfg.size, cfg.seed, cfg.families, clean=cfg.clean)
+        )
     for d in cfg.data:
         parts.append(FolderDataset(pal_folder(d), cfg.size, cfg.seed))
     if not parts:

@@ -213,3 +213,21 @@ def test_the_official_swin_model_fine_tunes_decoder_only(tmp_path):
     assert torch.allclose(ckpt.state_dict[key].float(), before[key], atol=1e-3)  # frozen
     head = "decode_head.conv_seg.weight"
     assert not torch.allclose(ckpt.state_dict[head].float(), before[head], atol=1e-6)  # trained
+
+
+def test_the_clean_share_of_synthetic_training_data_is_honoured(tmp_path):
+    from itertools import islice
+
+    from comfyui_pal.train import TrainConfig, make_data
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((torch.rand(96, 128, 3) * 255).byte().numpy()).save(src / "a.png")
+
+    def empty_masks(clean: float) -> int:
+        cfg = TrainConfig(
+            out=tmp_path / "o.safetensors", workdir=tmp_path, size=64, sources=[src], clean=clean
+        )
+        return sum(int(m.sum() == 0) for _, m in islice(iter(make_data(cfg)), 40))
+
+    assert empty_masks(1.0) == 40 and empty_masks(0.0) < 40
