@@ -1,10 +1,11 @@
 """Automatic fixing: detect -> refine -> zoom-in inpaint -> stitch -> re-detect, until clean.
 
-Each round re-detects the current images and inpaints only the regions still flagged, at
-the zoomed work size, then stitches them back (pixels outside the blend masks stay bit-exact).
-Images whose PAR is already at or below the target pass through untouched. The inpainter is
-the built-in PatchMatch (or smooth fill) unless a callable is given, e.g. a diffusion
-sampler. Deterministic for a seed.
+Each round re-detects the current images and inpaints only the confidently flagged regions,
+then stitches them back (pixels outside the blend masks stay bit-exact) and keeps each change
+only where the detector then flags less. The built-in PatchMatch (or smooth fill) works on
+every region at its native scale; an inpainter callable (e.g. a diffusion sampler) gets all
+regions zoomed to one work size as one batch. Images whose PAR is already at or below the
+target pass through untouched. Deterministic for a seed.
 
 Shapes: images ``[B,C,H,W]`` float 0..1, masks ``[B,H,W]``.
 """
@@ -76,9 +77,8 @@ def fix(
 
     ``final_mask`` is what the detector still flags after the last round (thresholded).
     Each connected patch of inpainted pixels is kept only if it lowered the flagged area in and
-    around it, and a round
-    that does not lower an image's PAR is undone for that image, so fixing never makes the
-    detector's score worse.
+    around it, and a round that does not lower an image's PAR is undone for that image, so
+    fixing never makes the detector's score worse.
     ``history`` lists, per round and image, the PAR measured, the regions inpainted and those
     skipped (with reasons), and the time taken. ``probs`` may pass in a detection of
     ``images`` already made (``[B,H,W]``), to save the first pass.
@@ -121,7 +121,7 @@ def fix(
         for r in report:
             r = dict(r, batch_index=todo[r["batch_index"]])
             (entry["fixed"] if r["status"] != "skipped" else entry["skipped"]).append(r)
-        if not entry["fixed"]:
+        if not entry["fixed"] and not unsure:
             for i in todo:
                 entry["skipped"].append(
                     {"batch_index": i, "reason": f"only specks below min_area={opt.min_area} px"}
