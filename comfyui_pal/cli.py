@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import regions
-from .imageio import list_images, load_image, load_mask, save_image
+from .imageio import list_images, load_image, load_mask, save_image, write_atomic
 from .inpaint import smooth_fill
 
 
@@ -89,17 +89,16 @@ def _inputs(args: argparse.Namespace, out_dir: Path) -> list[Path]:
 
 
 def _write_reports(out_dir: Path, rows: list[dict], fields: list[str]) -> None:
-    """``report.json`` (atomically) and ``report.csv`` with ``fields`` per row."""
+    """``report.json`` and ``report.csv`` (``fields`` per row), each written atomically."""
     import csv
+    import io
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "report.json.tmp"
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(out_dir / "report.json")
-    with open(out_dir / "report.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(out_dir / "report.json", json.dumps(rows, indent=1))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out_dir / "report.csv", buf.getvalue())
 
 
 def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
@@ -116,10 +115,9 @@ def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
     found = (probs[0] > opts.threshold).float()
     # before | artifacts found (tinted) | after
     compare = torch.cat([image[0], overlay(image, probs, opts.threshold)[0], fixed[0]], dim=2)
-    from . import masks as M
-    from .fix import changed_mask
+    from .fix import change_patches
 
-    _, (repainted,) = M.label(M.grow(changed_mask(image, fixed), 4))
+    _, (repainted,) = change_patches(image, fixed)
     save_image(fixed[0], out_dir / f"{path.stem}_fixed.png", overwrite)
     save_image(found, out_dir / f"{path.stem}_mask.png", overwrite)
     save_image(compare, out_dir / f"{path.stem}_compare.png", overwrite)

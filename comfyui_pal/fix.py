@@ -265,11 +265,7 @@ def _keep_improvements(
     """
     undone = []
     for i in todo:
-        changed = (previous[i] != current[i]).any(0)
-        if not changed.any():
-            continue
-        zones = M.grow(changed[None].float(), 4)
-        labels, (count,) = M.label(zones)
+        labels, (count,) = change_patches(previous[i : i + 1], current[i : i + 1])
         for k in range(1, count + 1):
             patch = labels[0] == k
             around = M.grow(patch[None].float(), 8)[0] > 0
@@ -284,3 +280,12 @@ def _keep_improvements(
 def changed_mask(before: Tensor, after: Tensor) -> Tensor:
     """``[B,H,W]`` 1 where any channel differs (what the fix touched)."""
     return (before != after).any(1).float()
+
+
+def change_patches(before: Tensor, after: Tensor) -> tuple[Tensor, list[int]]:
+    """The separate edits between two ``[B,C,H,W]`` batches: connected parts of the changed
+    pixels grown by 4 px (so a fill and the rounding-level changes of its blend are one).
+
+    Returns ``M.label``'s ``(labels [B,H,W], counts)``.
+    """
+    return M.label(M.grow(changed_mask(before, after), 4))

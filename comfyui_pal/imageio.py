@@ -43,6 +43,22 @@ def to_uint8(x: Tensor) -> np.ndarray:
     return arr.transpose(1, 2, 0) if arr.ndim == 3 else arr
 
 
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename, so
+    nobody ever reads half a file and an interrupted write leaves the old one intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def save_image(x: Tensor, path: str | Path, overwrite: bool = False) -> Path:
     """Write ``[C,H,W]`` (or ``[H,W]``) float 0..1 to ``path`` atomically (temp file + rename).
 

@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .imageio import write_atomic
+
 SEED_INPUTS = ("seed", "noise_seed")
 
 
@@ -228,15 +230,11 @@ def run_queue(
                 dst = out_dir / f"{job.name}_{node_id}_{image['filename']}"
                 if dst.exists():
                     raise QueueError(f"{dst} exists; use another --out folder")
-                tmp = dst.with_name(dst.name + ".tmp")
-                tmp.write_bytes(client.view(image))
-                tmp.replace(dst)
+                write_atomic(dst, client.view(image))
                 job.outputs.append(dst.name)
         with lock:
             state[job.name] = job.outputs
-            tmp = state_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(state, indent=1))
-            tmp.replace(state_path)
+            write_atomic(state_path, json.dumps(state, indent=1))
         log(f"{job.name}: {len(job.outputs)} output(s)")
         return job
 

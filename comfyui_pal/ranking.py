@@ -10,23 +10,18 @@ from __future__ import annotations
 
 import csv
 import filecmp
+import io
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from .curate import rank
+from .imageio import write_atomic
 
 
 def _identity(path: Path) -> list[int]:
     st = path.stat()
     return [st.st_size, st.st_mtime_ns]
-
-
-def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
 
 
 def score_files(
@@ -56,7 +51,7 @@ def score_files(
             continue
         scores[key] = value
         cache[key] = {"par": value, "file": ident}
-        _write_json(cache_path, cache)
+        write_atomic(cache_path, json.dumps(cache, indent=1))
         log(f"[{k}/{len(files)}] {path.name}: PAR {value:.4f}")
     return scores, failed
 
@@ -90,12 +85,10 @@ def write_ranking(scores: dict[str, float], out_dir: Path, overwrite: bool = Fal
     for r in rows:
         if r["copy"].exists() and r["copy"] not in clashes:
             continue  # an identical copy from an earlier run
-        tmp = r["copy"].with_name(r["copy"].name + ".tmp")
-        shutil.copy2(r["image"], tmp)
-        tmp.replace(r["copy"])
-    with open(out_dir / "ranking.csv.tmp", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["rank", "par", "image", "copy"])
-        writer.writeheader()
-        writer.writerows({**r, "copy": r["copy"].name} for r in rows)
-    (out_dir / "ranking.csv.tmp").replace(out_dir / "ranking.csv")
+        write_atomic(r["copy"], Path(r["image"]).read_bytes())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["rank", "par", "image", "copy"])
+    writer.writeheader()
+    writer.writerows({**r, "copy": r["copy"].name} for r in rows)
+    write_atomic(out_dir / "ranking.csv", buf.getvalue())
     return rows

@@ -145,9 +145,21 @@ def check_value(name: str, spec: tuple, value: object) -> str | None:
     return None
 
 
-def _has_control(name: str, spec: tuple) -> bool:
+def has_control(name: str, spec: tuple) -> bool:
+    """Whether the frontend stores a control value ("fixed", ...) after this widget's value."""
     opts = spec[1] if len(spec) > 1 else {}
     return spec[0] == "INT" and (name in SEEDS or opts.get("control_after_generate", False))
+
+
+def has_upload(spec: tuple) -> bool:
+    """Whether the frontend stores an upload button's value after this widget's value."""
+    return len(spec) > 1 and bool(spec[1].get("image_upload"))
+
+
+def widget_default(spec: tuple) -> object:
+    """A widget's default: its ``default`` option, else a combo's first choice."""
+    opts = spec[1] if len(spec) > 1 else {}
+    return opts.get("default", spec[0][0] if isinstance(spec[0], list) else None)
 
 
 def validate_ui(wf: dict, defs: dict[str, NodeDef]) -> list[str]:
@@ -188,12 +200,12 @@ def validate_ui(wf: dict, defs: dict[str, NodeDef]) -> list[str]:
             value = values.pop(0)
             if name not in linked and (why := check_value(name, spec, value)):
                 problems.append(f"node {node['id']} ({kind}): {why}")
-            if _has_control(name, spec):
+            if has_control(name, spec):
                 control = values.pop(0) if values else None
                 if control not in ("fixed", "increment", "decrement", "randomize"):
                     problems.append(f"node {node['id']} ({kind}): bad control {control!r}")
-            if spec[1:] and spec[1].get("image_upload"):
-                values.pop(0) if values else None  # the upload button's value
+            if has_upload(spec) and values:
+                values.pop(0)  # the upload button's value
         if values:
             problems.append(f"node {node['id']} ({kind}): {len(values)} extra widget values")
     return problems

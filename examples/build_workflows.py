@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from comfyui_pal.workflow_check import has_control, has_upload, node_defs, widget_default
+
 REPO = Path(__file__).resolve().parents[1]
 UI_DIR = REPO / "example_workflows"
 API_DIR = REPO / "examples" / "api"
@@ -35,8 +37,6 @@ def load_pack():
 
 
 def definitions() -> dict:
-    from comfyui_pal.workflow_check import node_defs
-
     return node_defs(load_pack().NODE_CLASS_MAPPINGS)
 
 
@@ -163,10 +163,7 @@ class Graph:
             nd = self.defs[node["type"]]
             inputs = {}
             for name in nd.widgets():
-                spec = nd.spec(name)
-                opts = spec[1] if len(spec) > 1 else {}
-                default = opts.get("default", spec[0][0] if isinstance(spec[0], list) else None)
-                inputs[name] = node["widgets"].get(name, default)
+                inputs[name] = node["widgets"].get(name, widget_default(nd.spec(name)))
             for name, (src, slot) in node["inputs"].items():
                 inputs[name] = [str(src["id"]), slot]
             out[str(node["id"])] = {
