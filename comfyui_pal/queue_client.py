@@ -62,12 +62,17 @@ def load_workflow(path: Path) -> dict:
 
 def parse_seeds(text: str) -> list[int]:
     """``"a..b"`` (inclusive) or ``"a,b,c"`` -> seeds."""
-    if ".." in text:
-        lo, hi = (int(x) for x in text.split("..", 1))
-        if hi < lo:
-            raise QueueError(f"seed range {text} is empty (write low..high)")
-        return list(range(lo, hi + 1))
-    return [int(x) for x in text.split(",") if x.strip()]
+    try:
+        if ".." in text:
+            lo, hi = (int(x) for x in text.split("..", 1))
+            seeds = list(range(lo, hi + 1))
+        else:
+            seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise QueueError(f"--seeds takes low..high or a,b,c (integers), got {text!r}") from None
+    if not seeds:
+        raise QueueError(f"--seeds {text!r} gives no seed (write low..high with low <= high)")
+    return seeds
 
 
 def fill(workflow: dict, job: Job, uploaded: str | None) -> dict:

@@ -187,6 +187,9 @@ def test_missing_nodes_ui_workflows_and_a_dead_server_are_named(tmp_path, comfy,
     ui = {"nodes": [], "links": []}
     args = ["queue", _workflow(tmp_path, ui), "--seeds", "1", "--out", str(tmp_path / "o2")]
     assert cli.main(args) == 1 and "UI-format" in capsys.readouterr().err
+    for bad in ("x..3", "5..1"):
+        args = ["queue", _workflow(tmp_path), "--seeds", bad, "--out", str(tmp_path / "o4")]
+        assert cli.main(args) == 1 and "--seeds" in capsys.readouterr().err
     dead = FakeComfy()
     dead.close()
     args = [
