@@ -45,6 +45,7 @@ class FixOptions:
     min_context: int = 32
     target_size: int = 512  # work size of the long side for a model inpainter's crops
     multiple: int = 64  # and a multiple it is rounded up to (built-ins work at native scale)
+    max_native_size: int = 640  # built-ins shrink larger windows to this long side (memory)
     blend_radius: float = 12
     inpainter: str = "patchmatch"
     seed: int = 0
@@ -218,7 +219,9 @@ def _inpaint_native(
 
     Exemplar and smooth fills gain nothing from upsampling and lose detail when a large
     window is shrunk to a shared work size, so every region gets a window of its own context
-    whose work size is the window's own size (rounded up to 8 px).
+    whose work size is the window's own size (rounded up to 8 px), up to
+    ``max_native_size``: PatchMatch holds every patch of its window (about 600 B per pixel),
+    so larger windows are filled at that size and scaled back.
     """
     labels, counts = M.label(mask > 0)
     out = images.clone()
@@ -234,7 +237,7 @@ def _inpaint_native(
                 one,
                 context_factor=opt.context_factor,
                 min_context=opt.min_context,
-                target_size=max(8, math.ceil(max(x1 - x0, y1 - y0))),
+                target_size=min(opt.max_native_size, max(8, math.ceil(max(x1 - x0, y1 - y0)))),
                 multiple=8,
             )
             filled = inpaint(crops, crop_masks, seed + len(report))

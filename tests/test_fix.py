@@ -154,3 +154,25 @@ def test_a_change_that_does_not_help_is_undone_and_the_others_kept():
     assert torch.equal(fixed[0][:, second], img[0][:, second])
     assert len(history[0]["changes_undone"]) == 1
     assert history[1]["par"][0] < history[0]["par"][0]
+
+
+def test_built_in_fills_of_huge_regions_work_on_bounded_windows(monkeypatch):
+    import comfyui_pal.fix as fix_module
+
+    img = procedural_image(9, 600, 700)[None] * 0.6 + 0.2
+    big = blob_mask(600, 700, [(350, 300, 200)])
+    img = _paint(img, big, [1.0, 0.0, 1.0])
+    seen = []
+
+    def recorder(name):
+        def fill(crops, crop_masks, seed):
+            seen.append(tuple(crops.shape[-2:]))
+            return torch.where(crop_masks[:, None] > 0, torch.full_like(crops, 0.5), crops)
+
+        return fill
+
+    monkeypatch.setattr(fix_module, "builtin_inpainter", recorder)
+    opts = FixOptions(max_iterations=1, grow=2, max_native_size=256)
+    *_, history = fix(MagentaDetector(), img, opts)
+    assert seen and all(max(s) <= 256 for s in seen)
+    assert history[1]["par"][0] < history[0]["par"][0]
