@@ -45,7 +45,7 @@ class FixOptions:
     min_context: int = 32
     target_size: int = 512  # work size of the long side for a model inpainter's crops
     multiple: int = 64  # and a multiple it is rounded up to (built-ins work at native scale)
-    max_native_size: int = 640  # built-ins shrink larger windows to this long side (memory)
+    max_native_size: int = 1024  # built-ins shrink larger windows to this long side (memory)
     blend_radius: float = 12
     inpainter: str = "patchmatch"
     seed: int = 0
