@@ -10,85 +10,18 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 
 import pytest
 import torch
-import torch.nn.functional as F
+from comfy_stand_in import FakeVAE, Interrupted, install
 from conftest import blob_mask
 from test_fix import MagentaDetector
 from test_nodes import _load_pack_like_comfyui
 
 
-class Interrupted(Exception):
-    pass
-
-
-class FakeVAE:
-    """8x down / up sampling 'VAE' on ComfyUI layouts."""
-
-    def encode(self, pixels):  # [B,H,W,C] -> [B,4,H/8,W/8]
-        x = F.avg_pool2d(pixels.permute(0, 3, 1, 2), 8)
-        return torch.cat([x, x.mean(1, keepdim=True)], 1)
-
-    def decode(self, latent):  # [B,4,h,w] -> [B,8h,8w,3]
-        return F.interpolate(latent[:, :3], scale_factor=8, mode="nearest").permute(0, 2, 3, 1)
-
-
 @pytest.fixture
 def comfy(monkeypatch):
-    log = {"encode": [], "sample": [], "progress": [], "interrupt_after": None, "checks": 0}
-
-    class InpaintModelConditioning:
-        def encode(self, positive, negative, pixels, vae, mask, noise_mask=True):
-            log["encode"].append((tuple(pixels.shape), tuple(mask.shape), noise_mask))
-            latent = {
-                "samples": vae.encode(pixels),
-                "noise_mask": mask.reshape(-1, 1, *mask.shape[-2:]),
-            }
-            return positive, negative, latent
-
-    def common_ksampler(
-        model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise=1.0
-    ):
-        log["sample"].append((seed, latent["samples"].shape[0], steps, sampler_name))
-        x = latent["samples"]
-        noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed))
-        m = F.interpolate(latent["noise_mask"], size=x.shape[-2:], mode="bilinear") > 0
-        return ({"samples": torch.where(m, noise, x)},)
-
-    def check():
-        log["checks"] += 1
-        if log["interrupt_after"] is not None and log["checks"] > log["interrupt_after"]:
-            raise Interrupted
-
-    class ProgressBar:
-        def __init__(self, total):
-            self.total = total
-
-        def update_absolute(self, done, total=None):
-            log["progress"].append((done, total))
-
-    nodes = types.ModuleType("nodes")
-    nodes.InpaintModelConditioning = InpaintModelConditioning
-    nodes.common_ksampler = common_ksampler
-    mm = types.ModuleType("comfy.model_management")
-    mm.throw_exception_if_processing_interrupted = check
-    utils = types.ModuleType("comfy.utils")
-    utils.ProgressBar = ProgressBar
-    samplers = types.ModuleType("comfy.samplers")
-    samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler", "dpmpp_2m"], SCHEDULERS=["normal"])
-    pkg = types.ModuleType("comfy")
-    pkg.model_management, pkg.utils, pkg.samplers = mm, utils, samplers
-    for name, mod in {
-        "nodes": nodes,
-        "comfy": pkg,
-        "comfy.model_management": mm,
-        "comfy.utils": utils,
-        "comfy.samplers": samplers,
-    }.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return log
+    return install(monkeypatch)
 
 
 @pytest.fixture(scope="module")
