@@ -51,6 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--no-fix", dest="fix", action="store_false", help="detect and select only")
     ap.add_argument(
         "--trim",
         action="store_true",
@@ -86,18 +87,19 @@ def main() -> None:
         image = torch.cat([F.interpolate(photos[i], size=(h, w), mode="bilinear") for i in picks])
         image = image.permute(0, 2, 3, 1).contiguous()
         probs, _, _, _, _ = detect.detect(image, model, "resize", 0.5)
-        fixer.fix(
-            image=image,
-            pal_model=model,
-            inpainter="patchmatch",
-            threshold=0.5,
-            target_par=0.0005,
-            max_iterations=1,
-            min_confidence=0.85,
-            grow=6,
-            blend_radius=12,
-            seed=k,
-        )
+        if args.fix:
+            fixer.fix(
+                image=image,
+                pal_model=model,
+                inpainter="patchmatch",
+                threshold=0.5,
+                target_par=0.0005,
+                max_iterations=1,
+                min_confidence=0.85,
+                grow=6,
+                blend_radius=12,
+                seed=k,
+            )
         select.select(image, 1, 1.0, "best_one", probability=probs)
         if args.trim:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
