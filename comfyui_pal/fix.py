@@ -80,9 +80,11 @@ def fix(
     Each connected patch of inpainted pixels is kept only if it lowered the flagged area in and
     around it, and a round that does not lower an image's PAR is undone for that image, so
     fixing never makes the detector's score worse.
-    ``history`` lists, per round and image, the PAR measured, the regions inpainted and those
-    skipped (with reasons), and the time taken. ``probs`` may pass in a detection of
-    ``images`` already made (``[B,H,W]``), to save the first pass.
+    ``progress(message)`` is called before each region the built-in inpainter fills and after
+    each round, and may raise to stop. ``history`` lists, per round and image, the PAR
+    measured, the regions inpainted and those skipped (with reasons), and the time taken.
+    ``probs`` may pass in a detection of ``images`` already made (``[B,H,W]``), to save the
+    first pass.
     """
     opt = options or FixOptions()
     check_image(images)
@@ -116,7 +118,9 @@ def fix(
             entry["skipped"].append(dict(r, batch_index=todo[r["batch_index"]]))
         seed = opt.seed + 1000 * it
         if native:
-            current[todo], report = _inpaint_native(current[todo], mask, opt, inpaint, seed)
+            current[todo], report = _inpaint_native(
+                current[todo], mask, opt, inpaint, seed, progress
+            )
         else:
             current[todo], report = _inpaint_zoomed(current[todo], mask, opt, inpaint, seed)
         for r in report:
@@ -213,7 +217,12 @@ def _inpaint_zoomed(
 
 
 def _inpaint_native(
-    images: Tensor, mask: Tensor, opt: FixOptions, inpaint: Inpainter, seed: int
+    images: Tensor,
+    mask: Tensor,
+    opt: FixOptions,
+    inpaint: Inpainter,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[Tensor, list[dict]]:
     """Each region in its own window at (about) native scale, for the built-in inpainters.
 
@@ -228,6 +237,8 @@ def _inpaint_native(
     report: list[dict] = []
     for bi, count in enumerate(counts):
         for rid in range(1, count + 1):
+            if progress is not None:  # may raise to stop (ComfyUI's interrupt)
+                progress(f"image {bi + 1}: region {rid}/{count}")
             one = (labels[bi : bi + 1] == rid).to(mask.dtype)
             ys, xs = torch.nonzero(one[0], as_tuple=True)
             box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)

@@ -14,6 +14,22 @@ from .sampling import diffusion_inpainter, sampling_inputs
 CATEGORY = "PAL"
 
 
+def _round_progress(max_iterations: int):
+    """Inside ComfyUI: a progress bar over the rounds, and the interrupt checked before every
+    region and after every round. None outside ComfyUI."""
+    update = _progress()
+    if update is None:
+        return None
+    rounds = {"done": 0}
+
+    def report(message: str) -> None:
+        if message.startswith("round"):
+            rounds["done"] += 1
+        update(rounds["done"], max(1, max_iterations))  # checks the interrupt first
+
+    return report
+
+
 class PALAutoFix:
     DESCRIPTION = (
         "Find artifacts and inpaint them away: with the built-in inpainter (no diffusion model "
@@ -200,5 +216,11 @@ class PALAutoFix:
                 denoise=denoise,
                 progress=_progress(),
             )
-        fixed, mask, history = fix(pal_model.model, image_to_bchw(image), opts, inpaint=inpaint)
+        fixed, mask, history = fix(
+            pal_model.model,
+            image_to_bchw(image),
+            opts,
+            inpaint=inpaint,
+            progress=_round_progress(max_iterations),
+        )
         return bchw_to_image(fixed), mask, json.dumps(history, indent=1)

@@ -148,3 +148,12 @@ def test_auto_fix_uses_the_diffusion_model_when_connected(pack, comfy):
 def test_auto_fix_names_a_half_connected_diffusion_path(pack, comfy):
     with pytest.raises(ValueError, match="connect all of model, vae, positive and negative"):
         _auto_fix(pack, model="MODEL")
+
+
+def test_auto_fix_with_the_built_in_inpainter_stops_on_interrupt_between_regions(pack, comfy):
+    comfy["interrupt_after"] = 1  # the first region starts, the second is refused
+    with pytest.raises(Interrupted):
+        _auto_fix(pack)
+    comfy["interrupt_after"] = None
+    _auto_fix(pack)  # and runs through otherwise, reporting rounds on the progress bar
+    assert comfy["progress"][-1] == (1, 1)
