@@ -174,12 +174,17 @@ class Graph:
         return out
 
 
-def _diffusion(g: Graph, models: str, x: int = 0, y: int = 300):
+INPAINT_CKPT = "512-inpainting-ema.safetensors"  # SD 2 inpainting: repaints regions
+TXT2IMG_CKPT = "v1-5-pruned-emaonly-fp16.safetensors"  # ComfyUI's default: generates
+
+
+def _diffusion(g: Graph, models: str, x: int = 0, y: int = 300, inpaint: bool = True):
     """(model, vae, positive, negative) outputs from a checkpoint or the tiny test models."""
     if models == "tiny":
-        tiny = g.add("DemoTinyModels", (x, y), {"inpaint": True})
+        tiny = g.add("DemoTinyModels", (x, y), {"inpaint": inpaint})
         return (tiny, 0), (tiny, 1), (tiny, 2), (tiny, 3)
-    ckpt = g.add("CheckpointLoaderSimple", (x, y), {"ckpt_name": "512-inpainting-ema.safetensors"})
+    ckpt_name = INPAINT_CKPT if inpaint else TXT2IMG_CKPT
+    ckpt = g.add("CheckpointLoaderSimple", (x, y), {"ckpt_name": ckpt_name})
     pos = g.add(
         "CLIPTextEncode",
         (x + 340, y),
@@ -219,7 +224,7 @@ def best_of_n(g: Graph, models: str) -> None:
         "one with the fewest artifacts (PAL Select Best). PAL Rank Batch shows them all, "
         "best first.",
     )
-    model, vae, pos, neg = _diffusion(g, models)
+    model, vae, pos, neg = _diffusion(g, models, inpaint=False)
     small = models == "tiny"
     latent = g.add(
         "EmptyLatentImage",
