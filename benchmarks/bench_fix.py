@@ -108,14 +108,15 @@ def large_case(
     changed = changed_mask(image, fixed)[0] > 0
     far = ~(M.grow(planted[None].float(), 16)[0] > 0)
     fix_s, det_s = statistics.median(fixes), statistics.median(dets)
+    share = float(planted.float().mean()) * 100
+    repainted = float((changed & planted).sum() / planted.sum())
+    collateral = float((changed & far).float().mean()) * 100
     print(
-        f"\n1024x1024 {label}, seed {seed}, 3 planted artifacts "
-        f"({float(planted.float().mean()) * 100:.1f} % of the image): PAR {rounds[0]['par'][0]:.4f} -> {float(final.mean()):.4f}; planted "
-        f"pixels repainted {float((changed & planted).sum() / planted.sum()):.2f}, changed "
-        f"farther than 16 px from them {float((changed & far).float().mean()) * 100:.2f} %; "
-        f"PSNR to the clean source {psnr(image, base[None]):.2f} -> {psnr(fixed, base[None]):.2f}"
-        f" dB; fix {fix_s:.2f} s vs one detection {det_s:.2f} s ({fix_s / det_s:.1f}x), median "
-        f"of {repeats}"
+        f"\n1024x1024 {label}, seed {seed}, 3 planted artifacts ({share:.1f} % of the image): "
+        f"PAR {rounds[0]['par'][0]:.4f} -> {float(final.mean()):.4f}; planted pixels repainted "
+        f"{repainted:.2f}, changed farther than 16 px from them {collateral:.2f} %; PSNR to the "
+        f"clean source {psnr(image, base[None]):.2f} -> {psnr(fixed, base[None]):.2f} dB; fix "
+        f"{fix_s:.2f} s vs one detection {det_s:.2f} s ({fix_s / det_s:.1f}x), median of {repeats}"
     )
 
 
