@@ -174,26 +174,23 @@ def _confident_regions(probs: Tensor, opt: FixOptions) -> tuple[Tensor, list[dic
     flagged = M.refine(probs, threshold=opt.threshold, fill_holes=opt.fill_holes)
     labels, counts = M.label(flagged)
     keep = torch.zeros_like(flagged, dtype=torch.bool)
+    ok = [torch.zeros(c + 1, dtype=torch.bool) for c in counts]  # per image, by region id
     skipped = []
-    for bi, count in enumerate(counts):
-        if not count:
-            continue
-        lab = labels[bi].flatten().long()
-        n = torch.bincount(lab, minlength=count + 1).clamp(min=1)
-        mean = torch.bincount(lab, weights=probs[bi].flatten().float(), minlength=count + 1) / n
-        ok = mean >= opt.min_confidence
-        ok[0] = False
-        keep[bi] = ok[labels[bi].long()]
-        for k in (~ok[1:]).nonzero()[:, 0].tolist():
+    for r in M.regions_from_labels(labels, counts, probs):
+        if r.mean_prob >= opt.min_confidence:
+            ok[r.batch_index][r.id] = True
+        else:
             skipped.append(
                 {
-                    "batch_index": bi,
-                    "id": k + 1,
-                    "area_px": int(n[k + 1]),
-                    "mean_prob": round(float(mean[k + 1]), 3),
+                    "batch_index": r.batch_index,
+                    "id": r.id,
+                    "area_px": r.area_px,
+                    "mean_prob": round(r.mean_prob, 3),
                     "reason": f"mean probability below min_confidence={opt.min_confidence}",
                 }
             )
+    for bi, table in enumerate(ok):
+        keep[bi] = table[labels[bi].long()]
     mask = M.refine(keep.float(), grow=opt.grow, min_area=opt.min_area)
     return mask, skipped
 
@@ -235,28 +232,25 @@ def _inpaint_native(
     labels, counts = M.label(mask > 0)
     out = images.clone()
     report: list[dict] = []
-    for bi, count in enumerate(counts):
-        for rid in range(1, count + 1):
-            if progress is not None:  # may raise to stop (ComfyUI's interrupt)
-                progress(f"image {bi + 1}: region {rid}/{count}")
-            one = (labels[bi : bi + 1] == rid).to(mask.dtype)
-            ys, xs = torch.nonzero(one[0], as_tuple=True)
-            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-            x0, y0, x1, y1 = regions.context_box(box, opt.context_factor, opt.min_context)
-            crops, crop_masks, plan = regions.crop_regions(
-                out[bi : bi + 1],
-                one,
-                context_factor=opt.context_factor,
-                min_context=opt.min_context,
-                target_size=min(opt.max_native_size, max(8, math.ceil(max(x1 - x0, y1 - y0)))),
-                multiple=8,
-            )
-            filled = inpaint(crops, crop_masks, seed + len(report))
-            out[bi : bi + 1] = regions.stitch(
-                out[bi : bi + 1], filled, plan, blend_radius=opt.blend_radius
-            )
-            for r in plan.report:
-                report.append(dict(r, batch_index=bi, id=rid, crop=len(report)))
+    for region in M.regions_from_labels(labels, counts):
+        bi, rid = region.batch_index, region.id
+        if progress is not None:  # may raise to stop (ComfyUI's interrupt)
+            progress(f"image {bi + 1}: region {rid}/{counts[bi]}")
+        x0, y0, x1, y1 = regions.context_box(region.box, opt.context_factor, opt.min_context)
+        crops, crop_masks, plan = regions.crop_regions(
+            out[bi : bi + 1],
+            (labels[bi : bi + 1] == rid).to(mask.dtype),
+            context_factor=opt.context_factor,
+            min_context=opt.min_context,
+            target_size=min(opt.max_native_size, max(8, math.ceil(max(x1 - x0, y1 - y0)))),
+            multiple=8,
+        )
+        filled = inpaint(crops, crop_masks, seed + len(report))
+        out[bi : bi + 1] = regions.stitch(
+            out[bi : bi + 1], filled, plan, blend_radius=opt.blend_radius
+        )
+        for r in plan.report:
+            report.append(dict(r, batch_index=bi, id=rid, crop=len(report)))
     return out, report
 
 
@@ -268,14 +262,12 @@ def _keep_improvements(
     todo: list[int],
     threshold: float,
 ) -> list[tuple[int, int]]:
-    """Undo each connected patch of changed pixels that did not shrink the flagged area.
+    """Undo each edit (``change_patches``) that did not shrink the flagged area.
 
-    Patches are the connected parts of the changed pixels grown by 4 px, so a fill and the
-    rounding-level changes of its blend are judged as one. A patch counts flagged pixels in
-    and around it (grown by 8 px more, where the detector's view of the change reaches)
-    before and after; if there are not fewer, every pixel of it is put back from
-    ``previous`` exactly. ``current`` is edited in
-    place. Returns the undone patches as ``(image index, patch number)``.
+    An edit counts flagged pixels in and around it (grown by 8 px more, where the detector's
+    view of the change reaches) before and after; if there are not fewer, every pixel of it
+    is put back from ``previous`` exactly. ``current`` is edited in place. Returns the undone
+    edits as ``(image index, patch number)``.
     """
     undone = []
     for i in todo:
