@@ -36,11 +36,12 @@ class NodeDef:
             name
             for part in ("required", "optional")
             for name, spec in self.inputs.get(part, {}).items()
-            if _is_widget(spec)
+            if is_widget(spec)
         ]
 
 
-def _is_widget(spec: tuple) -> bool:
+def is_widget(spec: tuple) -> bool:
+    """Whether an input is a widget (a value in the node) rather than a connection."""
     kind = spec[0]
     return isinstance(kind, list) or kind in WIDGET_TYPES or kind == FILE_LIST
 
@@ -189,7 +190,7 @@ def validate_ui(wf: dict, defs: dict[str, NodeDef]) -> list[str]:
         nd = defs[kind]
         linked = {i["name"] for i in node.get("inputs", []) if i.get("link") is not None}
         for name, spec in nd.inputs.get("required", {}).items():
-            if not _is_widget(spec) and name not in linked:
+            if not is_widget(spec) and name not in linked:
                 problems.append(f"node {node['id']} ({kind}): required input {name} unconnected")
         values = list(node.get("widgets_values", []))
         for name in nd.widgets():
@@ -230,7 +231,7 @@ def validate_api(wf: dict, defs: dict[str, NodeDef]) -> list[str]:
                 outs = defs[src["class_type"]].outputs if src and src["class_type"] in defs else ()
                 if value[1] >= len(outs) or outs[value[1]] != spec[0]:
                     problems.append(f"node {nid} ({kind}): input {name} is not fed a {spec[0]}")
-            elif not _is_widget(spec):
+            elif not is_widget(spec):
                 problems.append(f"node {nid} ({kind}): input {name} needs a link")
             elif why := check_value(name, spec, value):
                 problems.append(f"node {nid} ({kind}): {why}")

@@ -17,7 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-from comfyui_pal.workflow_check import has_control, has_upload, node_defs, widget_default
+from comfyui_pal.workflow_check import (
+    has_control,
+    has_upload,
+    is_widget,
+    node_defs,
+    widget_default,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 UI_DIR = REPO / "example_workflows"
@@ -103,22 +109,7 @@ class Graph:
                             links.append([lid, src["id"], slot, node["id"], len(inputs), spec[0]])
                             out_links.setdefault((src["id"], slot), []).append(lid)
                             inputs.append({"name": name, "type": spec[0], "link": lid})
-                        elif (
-                            part == "required"
-                            and not isinstance(spec[0], list)
-                            and spec[0]
-                            in (
-                                "IMAGE",
-                                "MASK",
-                                "MODEL",
-                                "VAE",
-                                "CONDITIONING",
-                                "LATENT",
-                                "CLIP",
-                                "PAL_MODEL",
-                                "PAL_STITCH",
-                            )
-                        ):
+                        elif part == "required" and not is_widget(spec):
                             inputs.append({"name": name, "type": spec[0], "link": None})
             nodes.append(
                 {

@@ -10,8 +10,6 @@ from comfyui_pal import detection
 from comfyui_pal.curate import EMPTY_POLICIES, rank, select_best
 from comfyui_pal.layout import comfy_mask
 
-from .model_nodes import _progress
-
 CATEGORY = "PAL"
 
 
@@ -47,9 +45,7 @@ def _pars(image, pal_model, probability, threshold, mode) -> torch.Tensor:
                 "these same images"
             )
     elif pal_model is not None:
-        probs = detection.detect(
-            pal_model.model, image, mode, precision=pal_model.precision, progress=_progress()
-        )
+        probs = pal_model.detect(image, mode)
     else:
         raise ValueError("connect pal_model (to detect) or probability (already detected)")
     return detection.par(probs, threshold)

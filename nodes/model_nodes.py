@@ -26,6 +26,12 @@ class PalModel:
     name: str
     precision: str = "auto"
 
+    def detect(self, image: torch.Tensor, mode: str, tta: bool = False) -> torch.Tensor:
+        """Probabilities ``[B,H,W]`` of IMAGE ``image``, with ComfyUI's progress bar."""
+        return detection.detect(
+            self.model, image, mode, tta, precision=self.precision, progress=_progress()
+        )
+
 
 def _comfy_model_dirs() -> list[Path] | None:
     """ComfyUI's ``models/pal`` folders (registered on first use), or None outside ComfyUI."""
@@ -172,9 +178,7 @@ class PALDetectArtifacts:
         }
 
     def detect(self, image, pal_model, mode, threshold, tta=False):
-        probs = detection.detect(
-            pal_model.model, image, mode, tta, precision=pal_model.precision, progress=_progress()
-        )
+        probs = pal_model.detect(image, mode, tta)
         binary = (probs > threshold).float()
         pars = detection.par(probs, threshold).tolist()
         rgb = detection.as_rgb_bchw(image)
