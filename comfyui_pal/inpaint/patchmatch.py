@@ -107,10 +107,6 @@ class _Level:
         padded = F.pad(cur[None], (self.r,) * 4, mode="replicate")[0].reshape(self.c, -1)
         return padded[:, self.t_patch].permute(1, 0, 2).reshape(len(self.targets), -1)
 
-    def source_patches(self, q: Tensor) -> Tensor:
-        """``[N, C*K]`` source patches centred at flat indices ``q``."""
-        return self.feat[q]
-
     def distance(self, tp: Tensor, q: Tensor) -> Tensor:
         """Confidence-weighted squared distance of target patches ``tp`` to sources ``q``."""
         return (tp - self.feat[q]).square_().mul_(self.weight).sum(1)

@@ -148,9 +148,6 @@ class ShiftWindowMSA(nn.Module):
         self.shift = shift
         self.w_msa = WindowMSA(dim, num_heads, window)
 
-    def _shift_mask(self, hp: int, wp: int, device: torch.device) -> Tensor:
-        return _shift_mask(hp, wp, self.window, self.shift, device)
-
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
         h, w = hw
         b, _, c = x.shape
@@ -161,7 +158,7 @@ class ShiftWindowMSA(nn.Module):
         mask = None
         if self.shift:
             x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
-            mask = self._shift_mask(hp, wp, x.device)
+            mask = _shift_mask(hp, wp, ws, self.shift, x.device)
         win = rearrange(x, "b (h p) (w q) c -> (b h w) (p q) c", p=ws, q=ws)
         win = self.w_msa(win, mask)
         x = rearrange(win, "(b h w) (p q) c -> b (h p) (w q) c", b=b, h=hp // ws, p=ws)
