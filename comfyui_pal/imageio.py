@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -69,15 +70,12 @@ def save_image(x: Tensor, path: str | Path, overwrite: bool = False) -> Path:
         raise FileExistsError(
             f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(to_uint8(x)).save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format of {path}; use .png, .jpg or .webp")
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(x)).save(buf, format=fmt)
+    write_atomic(path, buf.getvalue())
     return path
 
 
