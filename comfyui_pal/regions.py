@@ -413,12 +413,17 @@ def zoom_crops(image: Tensor, plan: StitchPlan) -> tuple[Tensor, Tensor]:
         out[crop.index] = resize(win[None], plan.work_size)[0].clamp_(0, 1)
         m = crop.mask.to(image.device)[None, None]
         out_masks[crop.index] = resize(m, plan.work_size, "bilinear")[0, 0].clamp_(0, 1)
-    plan.memo = {
-        "image": image,
-        "image_version": image._version,
-        "crops": out,
-        "crops_version": out._version,
-    }
+    # inference tensors (ComfyUI runs nodes under torch.inference_mode) have no version
+    # counter, so edits to them cannot be seen: no memo then, the stitch recomputes
+    if not (image.is_inference() or out.is_inference()):
+        plan.memo = {
+            "image": image,
+            "image_version": image._version,
+            "crops": out,
+            "crops_version": out._version,
+        }
+    else:
+        plan.memo = {}
     return out, out_masks
 
 
@@ -428,7 +433,8 @@ def _zoomed_source(
     """The source window of ``crop`` zoomed to ``size`` ``[1,C,h,w]``, as ``zoom_crops`` made it.
 
     Reuses the crops ``zoom_crops`` returned when ``image`` is the very tensor they were cut
-    from and neither was modified since; otherwise recomputes them.
+    from and neither was modified since (known only for tensors with a version counter);
+    otherwise recomputes them.
     """
     memo = plan.memo
     if (

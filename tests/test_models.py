@@ -127,6 +127,23 @@ def test_inference_caches_follow_weight_changes_and_match_training_mode():
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in tables)
 
 
+def test_a_model_built_and_run_under_inference_mode_works_like_in_comfyui():
+    # ComfyUI runs every node (so the loader too) under torch.inference_mode: the weights are
+    # then inference tensors, which have no version counter
+    cfg = SwinUperNetConfig(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 1, 1), channels=8)
+    torch.manual_seed(0)
+    reference = SwinUperNet(cfg).eval()
+    x = torch.randn(1, 3, 96, 80)
+    with torch.inference_mode():
+        model = SwinUperNet(cfg).eval()
+        model.load_state_dict(reference.state_dict())
+        assert next(model.parameters()).is_inference()
+        out = model(x)
+        assert torch.equal(model(x), out)
+    with torch.no_grad():
+        assert torch.allclose(out, reference(x), atol=1e-6)
+
+
 @requires_fixtures()
 def test_convert_writes_safetensors_that_load_to_the_same_model(tmp_path):
     out = tmp_path / "reduced.safetensors"

@@ -19,7 +19,11 @@ IMAGES = REPO / "examples" / "images"
 
 
 def run_api(workflow: dict, mappings: dict, core: dict) -> dict:
-    """Execute an API-format workflow depth first; returns each node's outputs."""
+    """Execute an API-format workflow depth first; returns each node's outputs.
+
+    Like ComfyUI's executor, everything runs under ``torch.inference_mode()``: tensors the
+    nodes receive are inference tensors (no version counter, no autograd).
+    """
     results: dict = {}
 
     def run(nid: str):
@@ -42,8 +46,9 @@ def run_api(workflow: dict, mappings: dict, core: dict) -> dict:
             results[nid] = core[node["class_type"]](**kwargs)
         return results[nid]
 
-    for nid in workflow:
-        run(nid)
+    with torch.inference_mode():
+        for nid in workflow:
+            run(nid)
     return results
 
 

@@ -74,7 +74,9 @@ class WindowMSA(nn.Module):
         if torch.is_grad_enabled():
             bias = table[self.relative_position_index.view(-1)]
             return bias.view(n, n, -1).permute(2, 0, 1).to(dtype)
-        key = (table.data_ptr(), table._version, table.device, dtype)
+        # an inference tensor (weights loaded under inference_mode) has no version counter
+        version = None if table.is_inference() else table._version
+        key = (table.data_ptr(), version, table.device, dtype)
         if self._bias_cache is None or self._bias_cache[0] != key:
             bias = table[self.relative_position_index.view(-1)]
             self._bias_cache = (key, bias.view(n, n, -1).permute(2, 0, 1).to(dtype).contiguous())
