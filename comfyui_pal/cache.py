@@ -8,8 +8,10 @@ Least recently used models are dropped when the cache holds more than its memory
 Inside ComfyUI the device comes from ``comfy.model_management`` (so ``--cpu`` and the low-VRAM
 modes are respected), and each model is wrapped in ComfyUI's ``ModelPatcher``: ComfyUI then
 frees memory for it before it runs (``prepare``) and offloads it when other models need the
-room. ComfyUI keeps only weak references to patchers, so the cache holds them. Outside ComfyUI
-the device is CUDA, then MPS, then CPU.
+room. ComfyUI keeps only weak references to patchers and warns of a leak when a patcher dies
+before its model, so each model holds its own patcher (``model.comfy_patcher``): it lives
+exactly as long as the model, also after the cache dropped it while a node output still holds
+it. Outside ComfyUI the device is CUDA, then MPS, then CPU.
 """
 
 from __future__ import annotations
@@ -69,11 +71,13 @@ def model_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+PATCHER_ATTR = "comfy_patcher"  # the model's comfy.model_patcher.ModelPatcher inside ComfyUI
+
+
 @dataclass
 class _Entry:
     model: nn.Module
     nbytes: int
-    patcher: object | None = None  # comfy.model_patcher.ModelPatcher inside ComfyUI
 
 
 class ModelCache:
@@ -87,7 +91,6 @@ class ModelCache:
         self._lock = threading.Lock()
         self._loading: dict[tuple, threading.Lock] = {}
         self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
-        self._patchers: dict[int, object] = {}
         self.loads = 0  # how many times a file was actually read (for tests and reports)
 
     @staticmethod
@@ -120,8 +123,6 @@ class ModelCache:
             entry = self._load(path, device, dtype)
             with self._lock:
                 self._entries[key] = entry
-                if entry.patcher is not None:
-                    self._patchers[id(entry.model)] = entry.patcher
                 self._evict(keep=key)
                 self._loading.pop(key, None)
         return entry.model
@@ -138,8 +139,11 @@ class ModelCache:
         offload = torch.device(mm.unet_offload_device())
         model = self._loader(path, offload, dtype)
         self.loads += 1
-        patcher = ModelPatcher(model, load_device=device, offload_device=offload)
-        return _Entry(model, model_bytes(model), patcher)
+        # a plain attribute, not a submodule: the model <-> patcher cycle dies as one
+        object.__setattr__(
+            model, PATCHER_ATTR, ModelPatcher(model, load_device=device, offload_device=offload)
+        )
+        return _Entry(model, model_bytes(model))
 
     def _evict(self, keep: tuple) -> None:
         total = sum(e.nbytes for e in self._entries.values())
@@ -148,9 +152,7 @@ class ModelCache:
                 break
             if key == keep:
                 continue
-            entry = self._entries.pop(key)
-            self._patchers.pop(id(entry.model), None)
-            total -= entry.nbytes
+            total -= self._entries.pop(key).nbytes
 
     def prepare(self, model: nn.Module) -> torch.device:
         """Make ``model`` ready to run and return the device its weights are on.
@@ -158,7 +160,7 @@ class ModelCache:
         Inside ComfyUI this asks ComfyUI to free memory and load the model's patcher; it is a
         no-op otherwise.
         """
-        patcher = self._patchers.get(id(model))
+        patcher = getattr(model, PATCHER_ATTR, None)
         mm = _comfy_mm()
         if patcher is not None and mm is not None:
             try:
@@ -174,7 +176,6 @@ class ModelCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._patchers.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

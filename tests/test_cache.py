@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
 import time
 import types
+import weakref
 
 import pytest
 import torch
@@ -135,3 +137,26 @@ def test_inside_comfyui_models_are_wrapped_so_comfyui_manages_their_memory(
     assert log[0] == ("patcher", torch.device("cpu"), torch.device("cpu"))
     assert c.prepare(model) == torch.device("cpu")
     assert log[-1][0] == "load_models_gpu" and log[-1][1][0].model is model
+
+
+def test_inside_comfyui_a_model_evicted_while_in_use_stays_managed_and_then_frees(
+    monkeypatch, weight_files
+):
+    # ComfyUI holds patchers weakly and reports a leak when a patcher dies before its model:
+    # a model a node output still holds must keep its patcher after our cache dropped it
+    log: list = []
+    _fake_comfy(monkeypatch, log)
+    c = ModelCache(budget_bytes=1, loader=_slow_loader([]))
+    first = c.get(weight_files[0])
+    patcher = weakref.ref(getattr(first, cache_mod.PATCHER_ATTR))
+    c.get(weight_files[1])
+    assert len(c) == 1
+    gc.collect()
+    assert patcher() is not None
+    c.prepare(first)
+    assert log[-1][0] == "load_models_gpu" and log[-1][1][0] is patcher()
+    model = weakref.ref(first)
+    log.clear()
+    del first
+    gc.collect()
+    assert model() is None and patcher() is None

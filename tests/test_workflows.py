@@ -1,7 +1,6 @@
-"""Example workflows: current, valid against the node definitions, and runnable end to end.
+"""Example workflows: current and valid against the node definitions.
 
-The end-to-end test starts a real ComfyUI through ``../shared/comfy/comfy_harness.sh`` when
-``COMFY_MIRROR`` points at a ComfyUI checkout, and skips with the reason otherwise.
+They run in process in test_workflow_run.py and in a real ComfyUI in test_real_comfy.py.
 """
 
 from __future__ import annotations
@@ -9,12 +8,10 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 
 import pytest
-from conftest import REPO, SHARED
+from conftest import REPO
 
 from comfyui_pal.workflow_check import validate_api, validate_ui
 
@@ -83,32 +80,3 @@ def test_the_checks_catch_broken_workflows(defs):
     bad = copy.deepcopy(api)
     bad["99"] = {"class_type": "NoSuchNode", "inputs": {}}
     assert any("unknown type NoSuchNode" in p for p in validate_api(bad, defs))
-
-
-HARNESS = SHARED / "comfy" / "comfy_harness.sh"
-
-
-@pytest.mark.skipif(
-    not os.environ.get("COMFY_MIRROR") or not HARNESS.exists(),
-    reason="set COMFY_MIRROR to a ComfyUI git checkout (and keep ../shared/comfy) to run the "
-    "examples in a real ComfyUI",
-)
-def test_the_examples_run_in_a_real_comfyui(tmp_path, defs):
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    for name in build_workflows.WORKFLOWS:
-        g = build_workflows.build(name, models="tiny", defs=defs)
-        (flows / f"{name}.json").write_text(json.dumps(g.api()))
-    env = dict(
-        os.environ,
-        COMFY_EXTRA_PACKS=str(SHARED / "comfy" / "tiny_models_pack"),
-        RUN_DIR=str(tmp_path / "run"),
-    )
-    out = subprocess.run(
-        ["bash", str(HARNESS), str(REPO), str(flows), str(REPO / "examples" / "images")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]

@@ -1,0 +1,180 @@
+"""The pack inside a real ComfyUI process: run by ComfyUI's own Python, not collected by pytest.
+
+    python real_comfy_checks.py COMFY_DIR PACK_DIR WORK_DIR
+
+Loads the pack the way ComfyUI does (``nodes.load_custom_node``) with ``--cpu`` and
+``--base-directory WORK_DIR``, then checks, with ComfyUI's real ``folder_paths``,
+``model_management``, ``ModelPatcher`` and ``ProgressBar``, what stand-ins cannot prove:
+models/pal is registered and listed, the model cache hands ComfyUI a patcher it loads, unloads
+and reloads, progress reaches ComfyUI's hook, an interrupt stops detection and the fix, and a
+model dropped from our cache while a node output still holds it is neither reported as a leak
+nor kept alive after the last reference goes. Prints one line per check; a failed check raises.
+Everything runs under ``torch.inference_mode()``, as ComfyUI's executor does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import shutil
+import sys
+import weakref
+from pathlib import Path
+
+comfy_dir, pack_dir, work = (Path(a).resolve() for a in sys.argv[1:4])
+sys.path.insert(0, str(comfy_dir))
+os.chdir(comfy_dir)
+
+from comfy.cli_args import args  # noqa: E402
+
+args.cpu = True
+args.base_directory = str(work)
+
+import comfy.model_management as mm  # noqa: E402
+import comfy.utils  # noqa: E402
+import folder_paths  # noqa: E402
+import torch  # noqa: E402
+
+import nodes  # noqa: E402
+
+
+def check(name: str, ok: bool, detail: object = "") -> None:
+    if not ok:
+        raise AssertionError(f"{name}: {detail}")
+    print(f"ok  {name}")
+
+
+class Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def loaded(model: torch.nn.Module) -> bool:
+    """Whether ComfyUI's model manager currently holds ``model``'s patcher."""
+    patcher = getattr(model, "comfy_patcher", None)
+    return any(m.model is patcher for m in mm.current_loaded_models)
+
+
+def interrupted(run, *args, **kwargs) -> bool:
+    """Whether ``run(*args, **kwargs)`` stopped with ComfyUI's interrupt exception."""
+    try:
+        run(*args, **kwargs)
+    except mm.InterruptProcessingException:
+        return True
+    finally:
+        mm.interrupt_current_processing(False)
+    return False
+
+
+def main() -> None:
+    logging.getLogger().setLevel(logging.INFO)
+    warned = Warnings()
+    logging.getLogger().addHandler(warned)
+
+    (work / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    link = work / "custom_nodes" / "comfyui-pal"
+    if not link.exists():
+        link.symlink_to(pack_dir, target_is_directory=True)
+    user_models = work / "models" / "pal" / "sub"
+    user_models.mkdir(parents=True, exist_ok=True)
+    shipped = pack_dir / "weights" / "pal_lite.safetensors"
+    shutil.copy(shipped, user_models / "mine.safetensors")
+    (user_models / "readme.txt").write_text("not a model")
+
+    check("pack imports", asyncio.run(nodes.load_custom_node(str(link))))
+    ours = {k: v for k, v in nodes.NODE_CLASS_MAPPINGS.items() if k.startswith("PAL")}
+    check("nine PAL nodes registered", len(ours) == 9, sorted(ours))
+    Loader, Detect = ours["PALModelLoader"], ours["PALDetectArtifacts"]
+    AutoFix = ours["PALAutoFix"]
+
+    choices = Loader.INPUT_TYPES()["required"]["model_name"][0]
+    check(
+        "models/pal under --base-directory listed with the shipped model",
+        choices[0] == "shipped/pal_lite.safetensors" and "sub/mine.safetensors" in choices,
+        choices,
+    )
+    check("non-model files not offered", not any(c.endswith(".txt") for c in choices), choices)
+    listed = folder_paths.get_filename_list("pal")
+    check("ComfyUI's own listing of 'pal' agrees", "sub/mine.safetensors" in listed, listed)
+
+    from comfyui_pal.imageio import load_image
+
+    astronaut = load_image(pack_dir / "examples" / "images" / "astronaut.png").permute(0, 2, 3, 1)
+    image = torch.cat([astronaut, astronaut.flip(2)])
+    fix_args = dict(
+        inpainter="patchmatch",
+        threshold=0.5,
+        target_par=0.0,
+        max_iterations=2,
+        min_confidence=0.0,
+        grow=6,
+        blend_radius=12,
+        seed=7,
+    )
+    with torch.inference_mode():
+        (pal,) = Loader().load("shipped/pal_lite.safetensors", "auto", "auto")
+        (again,) = Loader().load("shipped/pal_lite.safetensors", "auto", "auto")
+        check("one copy shared by every loader", pal.model is again.model)
+        device = next(pal.model.parameters()).device
+        check("device is ComfyUI's", device == torch.device(mm.get_torch_device()), device)
+        check("model carries its ModelPatcher", hasattr(pal.model, "comfy_patcher"))
+
+        probs = Detect().detect(image, pal, "resize", 0.5)[0]
+        check("detection loads the model through load_models_gpu", loaded(pal.model))
+        mm.unload_all_models()
+        check("ComfyUI can unload it", not loaded(pal.model))
+        check(
+            "after unloading, detection reloads it with the same result",
+            torch.equal(Detect().detect(image, pal, "resize", 0.5)[0], probs) and loaded(pal.model),
+        )
+
+        events: list[tuple[int, int]] = []
+        comfy.utils.set_progress_bar_global_hook(
+            lambda value, total, preview, node_id=None: events.append((value, total))
+        )
+        big = torch.rand(1, 1024, 1024, 3, generator=torch.Generator().manual_seed(1))
+        Detect().detect(big, pal, "tiled", 0.5)
+        check(
+            "tiled detection reports progress to ComfyUI's bar",
+            len(events) > 2 and events[-1][0] == events[-1][1],
+            events,
+        )
+        events.clear()
+        fixed = AutoFix().fix(image[:1], pal, **fix_args)[0]
+        check("auto fix repaints", not torch.equal(fixed, image[:1]))
+        check("auto fix reports progress", len(events) >= 1, events)
+
+        mm.interrupt_current_processing(True)
+        check("an interrupt stops detection", interrupted(Detect().detect, big, pal, "tiled", 0.5))
+        mm.interrupt_current_processing(True)
+        check("an interrupt stops auto fix", interrupted(AutoFix().fix, image[:1], pal, **fix_args))
+
+        from comfyui_pal import cache
+
+        budget = cache.CACHE.budget_bytes
+        cache.CACHE.budget_bytes = 1  # every new load evicts the others
+        (other,) = Loader().load("sub/mine.safetensors", "auto", "auto")
+        Detect().detect(image, other, "resize", 0.5)
+        check("the other model evicted the first from our cache", len(cache.CACHE) == 1)
+        warned.messages.clear()
+        Detect().detect(image, pal, "resize", 0.5)  # still held, as by a cached node output
+        Detect().detect(image, other, "resize", 0.5)  # load_models_gpu runs its leak check
+        leaks = [m for m in warned.messages if "leak" in m.lower()]
+        check("an evicted model still in use is not reported as a leak", not leaks, leaks)
+        gone = weakref.ref(pal.model)
+        del pal, again, probs
+        gc.collect()
+        mm.cleanup_models()
+        check("the last reference gone, the evicted model is freed", gone() is None)
+        cache.CACHE.budget_bytes = budget
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()

