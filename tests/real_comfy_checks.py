@@ -37,6 +37,9 @@ import comfy.utils  # noqa: E402
 import folder_paths  # noqa: E402
 import torch  # noqa: E402
 
+# imported before ComfyUI's nodes, which puts comfy/ first on sys.path (shadowing utils/)
+from app.custom_node_manager import CustomNodeManager  # noqa: E402
+
 import nodes  # noqa: E402
 
 
@@ -72,6 +75,24 @@ def interrupted(run, *args, **kwargs) -> bool:
     return False
 
 
+async def templates(pack_name: str) -> tuple[dict, dict]:
+    """ComfyUI's template-browser routes as the server mounts them: the listing and every
+    listed file of ``pack_name`` (name -> parsed JSON)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    app, routes = web.Application(), web.RouteTableDef()
+    CustomNodeManager().add_routes(routes, app, nodes.LOADED_MODULE_DIRS.items())
+    app.add_routes(routes)
+    async with TestClient(TestServer(app)) as client:
+        listing = await (await client.get("/workflow_templates")).json()
+        files = {}
+        for name in listing.get(pack_name, []):
+            reply = await client.get(f"/api/workflow_templates/{pack_name}/{name}.json")
+            files[name] = await reply.json() if reply.status == 200 else reply.status
+    return listing, files
+
+
 def main() -> None:
     logging.getLogger().setLevel(logging.INFO)
     warned = Warnings()
@@ -92,6 +113,19 @@ def main() -> None:
     check("nine PAL nodes registered", len(ours) == 9, sorted(ours))
     Loader, Detect = ours["PALModelLoader"], ours["PALDetectArtifacts"]
     AutoFix = ours["PALAutoFix"]
+
+    listing, served = asyncio.run(templates(link.name))
+    ours_files = sorted(p.stem for p in (pack_dir / "example_workflows").glob("*.json"))
+    check(
+        "the template browser lists exactly our UI workflows",
+        sorted(listing.get(link.name, [])) == ours_files,
+        listing,
+    )
+    check(
+        "and serves each as a UI-format graph",
+        all(isinstance(g, dict) and "nodes" in g and "links" in g for g in served.values()),
+        {k: type(v) for k, v in served.items()},
+    )
 
     choices = Loader.INPUT_TYPES()["required"]["model_name"][0]
     check(
