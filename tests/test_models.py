@@ -256,3 +256,15 @@ def test_inputs_are_never_modified(tmp_path):
     before = src.read_bytes()
     load_model_file(src)
     assert src.read_bytes() == before
+
+
+def test_the_head_convolves_a_channel_concatenation_without_building_it():
+    from comfyui_pal.models.uper_head import ConvModule
+
+    torch.manual_seed(0)
+    conv = ConvModule(12, 5, 3).eval()
+    parts = [torch.randn(2, c, 9, 7) for c in (4, 3, 5)]
+    with torch.no_grad():
+        assert torch.allclose(conv.forward_concat(parts), conv(torch.cat(parts, dim=1)), atol=1e-5)
+    with pytest.raises(ValueError, match="input channels"):
+        conv.forward_concat(parts[:2])

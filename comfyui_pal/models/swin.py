@@ -141,6 +141,27 @@ def _build_shift_mask(hp: int, wp: int, ws: int, s: int, device: torch.device) -
         return torch.where(diff != 0, MASK_FILL, 0.0)
 
 
+@functools.lru_cache(maxsize=32)
+def _window_order(h: int, w: int, ws: int, s: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Token gathers of the (shifted) window partition of an ``h x w`` grid padded to whole
+    windows ``hp x wp``.
+
+    ``order`` ``[hp*wp]``: for each token in window order (window by window, row-major inside)
+    its flat index in the padded grid after rolling it by ``-s`` on both axes. ``back``
+    ``[h*w]``: for each unpadded grid position, where its token sits in window order. One
+    gather each way replaces pad-free roll + partition and partition + roll + crop copies.
+    """
+    hp, wp = h + (-h) % ws, w + (-w) % ws
+    with torch.inference_mode(False), torch.no_grad():  # cached: may serve training too
+        rows = (torch.arange(hp, device=device) + s) % hp
+        cols = (torch.arange(wp, device=device) + s) % wp
+        grid = rows[:, None] * wp + cols[None, :]
+        order = rearrange(grid, "(h p) (w q) -> (h w p q)", p=ws, q=ws)
+        back = torch.empty_like(order)
+        back[order] = torch.arange(order.numel(), device=device)
+        return order, back.view(hp, wp)[:h, :w].reshape(-1)
+
+
 class ShiftWindowMSA(nn.Module):
     """Pad to whole windows, optionally roll by half a window, attend per window, undo."""
 
@@ -154,19 +175,14 @@ class ShiftWindowMSA(nn.Module):
         h, w = hw
         b, _, c = x.shape
         ws = self.window
-        x = x.view(b, h, w, c)
-        x = F.pad(x, (0, 0, 0, (-w) % ws, 0, (-h) % ws))
-        hp, wp = x.shape[1], x.shape[2]
-        mask = None
-        if self.shift:
-            x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
-            mask = _shift_mask(hp, wp, ws, self.shift, x.device)
-        win = rearrange(x, "b (h p) (w q) c -> (b h w) (p q) c", p=ws, q=ws)
+        hp, wp = h + (-h) % ws, w + (-w) % ws
+        if (hp, wp) != (h, w):  # zero tokens to whole windows, as the reference pads
+            x = F.pad(x.view(b, h, w, c), (0, 0, 0, wp - w, 0, hp - h)).view(b, hp * wp, c)
+        order, back = _window_order(h, w, ws, self.shift, x.device)
+        mask = _shift_mask(hp, wp, ws, self.shift, x.device) if self.shift else None
+        win = x.index_select(1, order).view(-1, ws * ws, c)
         win = self.w_msa(win, mask)
-        x = rearrange(win, "(b h w) (p q) c -> b (h p) (w q) c", b=b, h=hp // ws, p=ws)
-        if self.shift:
-            x = torch.roll(x, shifts=(self.shift, self.shift), dims=(1, 2))
-        return x[:, :h, :w, :].reshape(b, h * w, c)
+        return win.view(b, hp * wp, c).index_select(1, back)
 
 
 class FFN(nn.Module):
