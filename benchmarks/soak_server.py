@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from real_comfy_server import comfyui_server  # noqa: E402
 
 from comfyui_pal.queue_client import Client  # noqa: E402
 
@@ -113,52 +112,24 @@ def prompt(photo: str, w: int, h: int, batch: int, seed: int, fix: bool) -> dict
     return wf
 
 
-def start_server(comfy_dir: Path, python: str, run: Path) -> tuple[subprocess.Popen, str]:
-    for sub in ("custom_nodes", "input", "output", "temp", "user", "models"):
-        (run / sub).mkdir(parents=True, exist_ok=True)
-    (run / "custom_nodes" / "comfyui-pal").symlink_to(REPO, target_is_directory=True)
-    for name in PHOTOS:
-        (run / "input" / name).write_bytes((REPO / "examples" / "images" / name).read_bytes())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)]
-    cmd += ["--disable-auto-launch", "--disable-api-nodes", "--base-directory", str(run)]
-    cmd += ["--database-url", "sqlite:///:memory:"]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", HF_HUB_OFFLINE="1")
-    log = open(run / "server.log", "wb")  # lives as long as the server
-    server = subprocess.Popen(cmd, cwd=comfy_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        if server.poll() is not None:
-            sys.exit(f"ComfyUI exited during start-up; see {run / 'server.log'}")
-        try:
-            urllib.request.urlopen(url + "/system_stats", timeout=2).close()
-            return server, url
-        except OSError:
-            time.sleep(1)
-    server.terminate()
-    sys.exit(f"ComfyUI did not start within 240 s; see {run / 'server.log'}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--comfy-dir", type=Path, default=Path("/tmp/comfyui"))
-    ap.add_argument("--python", default="/tmp/comfy-venv/bin/python")
+    ap.add_argument("--python", type=Path, default=Path("/tmp/comfy-venv/bin/python"))
     ap.add_argument("--prompts", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--no-fix", dest="fix", action="store_false", help="detect and select only")
     args = ap.parse_args()
     run = Path(tempfile.mkdtemp(prefix="pal_soak_"))
-    server, url = start_server(args.comfy_dir, args.python, run)
-    client = Client(url)
+    photos = tuple(REPO / "examples" / "images" / p for p in PHOTOS)
     rng = random.Random(0)
     base = None
     t0 = time.perf_counter()
-    try:
+    with comfyui_server(args.comfy_dir, args.python, run, inputs=photos) as server:
+        client = Client(server.url)
         for k in range(args.prompts):
             w, h, b = rng.choice(SIZES), rng.choice(SIZES), rng.randint(1, 3)
-            if k == 0:  # warm-up starts with the largest case, so the allocator's peak is reached
+            if k == 0:  # warm-up starts with the largest case: the allocator's peak is reached
                 w = h = SIZES[-1]
                 b = 3
             client.wait(client.submit(prompt(rng.choice(PHOTOS), w, h, b, k, args.fix)))
@@ -167,9 +138,6 @@ def main() -> None:
             if (k + 1) % 50 == 0:
                 print(f"{k + 1} prompts, server RSS {rss_mb(server.pid):.0f} MB", flush=True)
         end = rss_mb(server.pid), open_fds(server.pid)
-    finally:
-        server.terminate()
-        server.wait(30)
     print(
         f"\n{args.prompts} prompts in {time.perf_counter() - t0:.0f} s: server RSS {base[0]:.0f} "
         f"MB after {args.warmup} warm-up prompts -> {end[0]:.0f} MB at the end "

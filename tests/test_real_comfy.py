@@ -97,3 +97,67 @@ def test_model_cache_folders_progress_and_interrupt_work_with_comfyuis_own_modul
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "all checks passed" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def server(harness_run, tmp_path_factory):
+    """A real ComfyUI server with this pack and the tiny-model pack (set up by the harness)."""
+    from real_comfy_server import comfyui_server
+
+    run = tmp_path_factory.mktemp("server")
+    with comfyui_server(COMFY_DIR, COMFY_PY, run, (SHARED / "comfy" / "tiny_models_pack",)) as s:
+        yield s
+
+
+def _api(tmp_path: Path, name: str) -> str:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(_build_workflows().build(name, models="tiny").api()))
+    return str(path)
+
+
+def test_queue_over_a_folder_of_images_on_a_real_server(server, tmp_path, capsys):
+    from comfyui_pal import cli
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("astronaut", "rocket"):
+        (images / f"{name}.png").write_bytes(
+            (REPO / "examples/images" / f"{name}.png").read_bytes()
+        )
+    out = tmp_path / "out"
+    args = ["queue", _api(tmp_path, "01_pal_detect_preview"), "--server", server.url]
+    args += ["--images", str(images), "--out", str(out), "--cpu"]
+    assert cli.main(args) == 0
+    rows = (out / "report.csv").read_text().splitlines()
+    assert rows[0] == "job,output,par" and len(rows) == 3
+    assert sorted(r.split(",")[0] for r in rows[1:]) == ["astronaut", "rocket"]
+    assert all(0 <= float(r.rsplit(",", 1)[1]) <= 1 for r in rows[1:])
+    assert all((out / r.split(",")[1]).stat().st_size > 0 for r in rows[1:])
+    capsys.readouterr()
+    assert cli.main([*args, "--resume"]) == 0
+    assert capsys.readouterr().out.count("done before") == 2
+
+
+def test_queue_over_seeds_samples_on_a_real_server(server, tmp_path):
+    from comfyui_pal import cli
+
+    out = tmp_path / "out"
+    args = ["queue", _api(tmp_path, "02_pal_best_of_n"), "--server", server.url]
+    args += ["--seeds", "3..4", "--out", str(out), "--no-score"]
+    assert cli.main(args) == 0
+    outputs = sorted(p.name for p in out.glob("seed*.png"))
+    assert {o.split("_")[0] for o in outputs} == {"seed3", "seed4"}
+    seed3 = sorted(out.glob("seed3_*best*.png"))
+    seed4 = sorted(out.glob("seed4_*best*.png"))
+    assert seed3 and seed4 and seed3[0].read_bytes() != seed4[0].read_bytes()
+
+
+def test_queue_names_a_node_the_real_server_does_not_have(server, tmp_path, capsys):
+    from comfyui_pal import cli
+
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps({"3": {"class_type": "NopeNode", "inputs": {"seed": 1}}}))
+    args = ["queue", str(wf), "--server", server.url, "--seeds", "1", "--out", str(tmp_path / "o")]
+    assert cli.main([*args, "--no-score"]) == 1
+    err = capsys.readouterr().err
+    assert "NopeNode" in err and "installed" in err, err
