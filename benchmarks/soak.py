@@ -30,15 +30,17 @@ from comfyui_pal.imageio import load_image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of process ``pid`` (this one by default), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def open_fds(pid: int | str = "self") -> int:
+    """Open file descriptors of process ``pid`` (this one by default)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def live_tensors() -> int:

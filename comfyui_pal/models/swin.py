@@ -149,7 +149,8 @@ def _window_order(h: int, w: int, ws: int, s: int, device: torch.device) -> tupl
     ``order`` ``[hp*wp]``: for each token in window order (window by window, row-major inside)
     its flat index in the padded grid after rolling it by ``-s`` on both axes. ``back``
     ``[h*w]``: for each unpadded grid position, where its token sits in window order. One
-    gather each way replaces pad-free roll + partition and partition + roll + crop copies.
+    gather in replaces the roll and partition copies, one gather out the reverse partition,
+    roll and crop.
     """
     hp, wp = h + (-h) % ws, w + (-w) % ws
     with torch.inference_mode(False), torch.no_grad():  # cached: may serve training too
