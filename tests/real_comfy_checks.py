@@ -1,6 +1,6 @@
 """The pack inside a real ComfyUI process: run by ComfyUI's own Python, not collected by pytest.
 
-    python real_comfy_checks.py COMFY_DIR PACK_DIR WORK_DIR
+    python real_comfy_checks.py COMFY_DIR PACK_DIR WORK_DIR [TINY_MODELS_PACK_DIR]
 
 Loads the pack the way ComfyUI does (``nodes.load_custom_node``) with ``--cpu`` and
 ``--base-directory WORK_DIR``, then checks, with ComfyUI's real ``folder_paths``,
@@ -23,7 +23,7 @@ import sys
 import weakref
 from pathlib import Path
 
-comfy_dir, pack_dir, work = (Path(a).resolve() for a in sys.argv[1:4])
+comfy_dir, pack_dir, work, *extra_packs = (Path(a).resolve() for a in sys.argv[1:])
 sys.path.insert(0, str(comfy_dir))
 os.chdir(comfy_dir)
 
@@ -93,6 +93,46 @@ async def templates(pack_name: str) -> tuple[dict, dict]:
     return listing, files
 
 
+def core_node_mismatches() -> list[str]:
+    """Where workflow_check's table of ComfyUI core nodes disagrees with this ComfyUI."""
+    from comfyui_pal.workflow_check import CORE_NODES, FILE_LIST, UI_ONLY
+
+    problems = []
+    for name, ours in CORE_NODES.items():
+        if name in UI_ONLY:
+            continue
+        if name not in nodes.NODE_CLASS_MAPPINGS:
+            problems.append(f"{name} does not exist here")
+            continue
+        cls = nodes.NODE_CLASS_MAPPINGS[name]
+        real = cls.INPUT_TYPES()
+        outputs = tuple(cls.RETURN_TYPES)
+        if outputs != tuple(ours.outputs):
+            problems.append(f"{name} outputs {outputs} != {ours.outputs}")
+        if set(real.get("required", {})) != set(ours.inputs.get("required", {})):
+            problems.append(f"{name} required {sorted(real['required'])}")
+        for part, specs in ours.inputs.items():
+            for key, spec in specs.items():
+                got = real.get(part, {}).get(key)
+                if got is None:
+                    problems.append(f"{name}.{key} not a {part} input")
+                    continue
+                kind, opts = spec[0], (spec[1] if len(spec) > 1 else {})
+                real_opts = got[1] if len(got) > 1 else {}
+                if kind == FILE_LIST or isinstance(kind, list):
+                    real_list = got[0] if isinstance(got[0], list) else real_opts.get("options")
+                    if not isinstance(real_list, list) or (
+                        isinstance(kind, list) and not set(kind) <= set(real_list)
+                    ):
+                        problems.append(f"{name}.{key} choices {got[0]!r}")
+                elif kind != got[0]:
+                    problems.append(f"{name}.{key} type {got[0]} != {kind}")
+                for bound in ("min", "max"):
+                    if bound in opts and opts[bound] != real_opts.get(bound):
+                        problems.append(f"{name}.{key} {bound} {real_opts.get(bound)}")
+    return problems
+
+
 def main() -> None:
     logging.getLogger().setLevel(logging.INFO)
     warned = Warnings()
@@ -109,6 +149,8 @@ def main() -> None:
     (user_models / "readme.txt").write_text("not a model")
 
     check("pack imports", asyncio.run(nodes.load_custom_node(str(link))))
+    for extra in extra_packs:  # the shared tiny-model pack: its node is in the examples too
+        check(f"{extra.name} imports", asyncio.run(nodes.load_custom_node(str(extra))))
     ours = {k: v for k, v in nodes.NODE_CLASS_MAPPINGS.items() if k.startswith("PAL")}
     check("nine PAL nodes registered", len(ours) == 9, sorted(ours))
     Loader, Detect = ours["PALModelLoader"], ours["PALDetectArtifacts"]
@@ -126,6 +168,9 @@ def main() -> None:
         all(isinstance(g, dict) and "nodes" in g and "links" in g for g in served.values()),
         {k: type(v) for k, v in served.items()},
     )
+
+    mismatches = core_node_mismatches()
+    check("workflow_check knows this ComfyUI's core nodes", not mismatches, mismatches)
 
     choices = Loader.INPUT_TYPES()["required"]["model_name"][0]
     check(

