@@ -1,9 +1,10 @@
 """Static checks of ComfyUI workflows (UI and API format) against node definitions.
 
 Definitions are ``INPUT_TYPES()``-shaped dicts (``{"required": {...}, "optional": {...}}``)
-plus the output types. ``CORE_NODES`` describes the ComfyUI core nodes our examples use, as
-ComfyUI 0.8 defines them (only what the checks need); the pack's own nodes come from their
-classes. No ComfyUI import: this runs in CI and before ``queue`` submits anything.
+plus the output types. ``CORE_NODES`` describes the ComfyUI core nodes our examples use (only
+what the checks need; tests/test_real_comfy.py compares it with a real ComfyUI's nodes); the
+pack's own nodes come from their classes. No ComfyUI import: this runs in CI and before
+``queue`` submits anything.
 """
 
 from __future__ import annotations
