@@ -60,7 +60,9 @@ class Warnings(logging.Handler):
 
 def loaded(model: torch.nn.Module) -> bool:
     """Whether ComfyUI's model manager currently holds ``model``'s patcher."""
-    patcher = getattr(model, "comfy_patcher", None)
+    from comfyui_pal.cache import PATCHER_ATTR  # importable once the pack is loaded
+
+    patcher = getattr(model, PATCHER_ATTR, None)
     return any(m.model is patcher for m in mm.current_loaded_models)
 
 
@@ -182,6 +184,7 @@ def main() -> None:
     listed = folder_paths.get_filename_list("pal")
     check("ComfyUI's own listing of 'pal' agrees", "sub/mine.safetensors" in listed, listed)
 
+    from comfyui_pal import cache
     from comfyui_pal.imageio import load_image
 
     astronaut = load_image(pack_dir / "examples" / "images" / "astronaut.png").permute(0, 2, 3, 1)
@@ -202,7 +205,7 @@ def main() -> None:
         check("one copy shared by every loader", pal.model is again.model)
         device = next(pal.model.parameters()).device
         check("device is ComfyUI's", device == torch.device(mm.get_torch_device()), device)
-        check("model carries its ModelPatcher", hasattr(pal.model, "comfy_patcher"))
+        check("model carries its ModelPatcher", hasattr(pal.model, cache.PATCHER_ATTR))
 
         probs = Detect().detect(image, pal, "resize", 0.5)[0]
         check("detection loads the model through load_models_gpu", loaded(pal.model))
@@ -233,8 +236,6 @@ def main() -> None:
         check("an interrupt stops detection", interrupted(Detect().detect, big, pal, "tiled", 0.5))
         mm.interrupt_current_processing(True)
         check("an interrupt stops auto fix", interrupted(AutoFix().fix, image[:1], pal, **fix_args))
-
-        from comfyui_pal import cache
 
         budget = cache.CACHE.budget_bytes
         cache.CACHE.budget_bytes = 1  # every new load evicts the others
