@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from comfyui_pal.detection import detect
 from comfyui_pal.models import SwinUperNet
+from comfyui_pal.pipelines.detect import detect
 
 
 def _time(fn, repeats: int) -> float:

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from comfyui_pal.cache import load_model, resolve_model_path
-from comfyui_pal.datasets import benchmark_samples, find_sources, split_sources
-from comfyui_pal.evaluate import evaluate_pairs
-from comfyui_pal.imageio import save_image
+from comfyui_pal.io.images import save_image
 from comfyui_pal.models.loading import load_model_file
-from comfyui_pal.synth import FAMILIES, HELD_OUT_FAMILIES
-from comfyui_pal.train import TrainConfig, train
+from comfyui_pal.training.datasets import benchmark_samples, find_sources, split_sources
+from comfyui_pal.training.evaluate import evaluate_pairs
+from comfyui_pal.training.synth import FAMILIES, HELD_OUT_FAMILIES
+from comfyui_pal.training.train import TrainConfig, train
 
 
 def write_shots(folder: Path, count: int, size: int, seed: int, family: str) -> None:

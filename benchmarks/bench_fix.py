@@ -25,12 +25,17 @@ import torch
 import torch.nn.functional as F
 
 from comfyui_pal import load_model
-from comfyui_pal import masks as M
-from comfyui_pal.datasets import benchmark_samples, find_sources, load_source, split_sources
-from comfyui_pal.detection import detect, par
-from comfyui_pal.fix import FixOptions, changed_mask, fix
-from comfyui_pal.imageio import load_image, load_mask
-from comfyui_pal.synth import corrupt
+from comfyui_pal.core import masks as M
+from comfyui_pal.io.images import load_image, load_mask
+from comfyui_pal.pipelines.detect import detect, par
+from comfyui_pal.pipelines.fix import FixOptions, changed_mask, fix
+from comfyui_pal.training.datasets import (
+    benchmark_samples,
+    find_sources,
+    load_source,
+    split_sources,
+)
+from comfyui_pal.training.synth import corrupt
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
@@ -58,7 +63,7 @@ def main() -> None:
         t0 = time.perf_counter()
         fixed, final, _ = fix(model, image, opts)
         secs = time.perf_counter() - t0
-        probs = detect(model, image.permute(0, 2, 3, 1), opts.mode, opts.tta)
+        probs = detect(model, image, mode=opts.mode, tta=opts.tta)
         before = float(par(probs, opts.threshold)[0])
         after = float(final.mean())
         print(
@@ -99,7 +104,7 @@ def large_case(
     fixes, dets = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        detect(model, image.permute(0, 2, 3, 1))
+        detect(model, image)
         dets.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         fixed, final, history = fix(model, image, opts)

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from kornia.metrics import ssim
 
-from comfyui_pal.datasets import procedural_image
-from comfyui_pal.imageio import load_image
-from comfyui_pal.inpaint import patchmatch_fill, smooth_fill
-from comfyui_pal.synth import _shape
+from comfyui_pal.io.images import load_image
+from comfyui_pal.pipelines.inpaint import patchmatch_fill, smooth_fill
+from comfyui_pal.training.datasets import procedural_image
+from comfyui_pal.training.synth import _shape
 
 CLEAN = Path(__file__).resolve().parents[1] / "examples" / "images" / "clean"
 

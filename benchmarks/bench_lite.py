@@ -21,10 +21,10 @@ import time
 import torch
 
 from comfyui_pal.cache import load_model
-from comfyui_pal.datasets import benchmark_samples, find_sources, split_sources
-from comfyui_pal.detection import detect
-from comfyui_pal.evaluate import evaluate
 from comfyui_pal.models import SwinUperNet
+from comfyui_pal.pipelines.detect import detect
+from comfyui_pal.training.datasets import benchmark_samples, find_sources, split_sources
+from comfyui_pal.training.evaluate import evaluate
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -45,7 +45,7 @@ def large_images(model, count: int, size: int = 1024) -> None:
     for _, img, mask in benchmark_samples(held, count, size=size):
         truth = mask.reshape(img.shape[-2:]) > 0.5
         for mode, c in counts.items():
-            pred = detect(model, img[None].permute(0, 2, 3, 1), mode)[0] > 0.5
+            pred = detect(model, img[None], mode=mode)[0] > 0.5
             c[0] += int((pred & truth).sum())
             c[1] += int((pred & ~truth).sum())
             c[2] += int((~pred & truth).sum())

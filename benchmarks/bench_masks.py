@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from comfyui_pal import masks, regions
+from comfyui_pal.core import masks, regions
 
 
 def _time(fn, repeats: int) -> float:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from comfyui_pal.imageio import load_image
+from comfyui_pal.io.images import load_image
 
 REPO = Path(__file__).resolve().parents[1]
 

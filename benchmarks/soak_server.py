@@ -27,7 +27,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 from real_comfy_server import comfyui_server  # noqa: E402
 from soak import open_fds, rss_mb  # noqa: E402
 
-from comfyui_pal.queue_client import Client  # noqa: E402
+from comfyui_pal.io.comfy_client import Client  # noqa: E402
 
 SIZES = [256, 320, 384, 512, 640, 768, 1024]
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png"]

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from comfyui_pal.workflow_check import (
+from comfyui_pal.io.workflow_check import (
     has_control,
     has_upload,
     is_widget,

@@ -6,9 +6,10 @@ import json
 
 import torch
 
-from comfyui_pal import detection
-from comfyui_pal.curate import EMPTY_POLICIES, rank, select_best
-from comfyui_pal.layout import comfy_mask
+from comfyui_pal.core.layout import comfy_mask
+from comfyui_pal.options import comfy_inputs
+from comfyui_pal.pipelines import detect as detection
+from comfyui_pal.pipelines.curate import EMPTY_POLICIES, rank, select_best
 
 CATEGORY = "PAL"
 
@@ -30,7 +31,7 @@ def _score_inputs() -> dict:
                 "tooltip": "Probability above which a pixel counts as an artifact.",
             },
         ),
-        "mode": (list(detection.MODES), {"default": "resize", "tooltip": "Detection mode."}),
+        **comfy_inputs(detection.DetectOptions, ["mode"]),
     }
 
 

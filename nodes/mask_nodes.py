@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from comfyui_pal import masks
-from comfyui_pal.layout import comfy_mask
+from comfyui_pal.core import masks
+from comfyui_pal.core.layout import comfy_mask
 
 CATEGORY = "PAL"
 

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import torch
 
-from comfyui_pal import cache, detection, preview
-from comfyui_pal.layout import bchw_to_image
+from comfyui_pal import cache
+from comfyui_pal.core import preview
+from comfyui_pal.core.layout import bchw_to_image, image_to_bchw
+from comfyui_pal.options import comfy_inputs
+from comfyui_pal.pipelines import detect as detection
+
+from .comfy_glue import MODEL_EXTENSIONS, comfy_progress, pal_model_dirs
 
 CATEGORY = "PAL"
-EXTENSIONS = {".safetensors", ".pth", ".pt"}
+EXTENSIONS = MODEL_EXTENSIONS
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_PREFIX = "shipped/"
 
@@ -27,28 +32,21 @@ class PalModel:
     precision: str = "auto"
 
     def detect(self, image: torch.Tensor, mode: str, tta: bool = False) -> torch.Tensor:
-        """Probabilities ``[B,H,W]`` of IMAGE ``image``, with ComfyUI's progress bar."""
+        """Probabilities ``[B,H,W]`` of ComfyUI IMAGE ``image`` ``[B,H,W,C]``, with ComfyUI's
+        progress bar (the one layout conversion of every detecting node)."""
         return detection.detect(
-            self.model, image, mode, tta, precision=self.precision, progress=_progress()
+            self.model,
+            image_to_bchw(image),
+            mode=mode,
+            tta=tta,
+            precision=self.precision,
+            progress=comfy_progress(),
         )
-
-
-def _comfy_model_dirs() -> list[Path] | None:
-    """ComfyUI's ``models/pal`` folders (registered on first use), or None outside ComfyUI."""
-    try:
-        import folder_paths
-    except ImportError:
-        return None
-    if "pal" not in folder_paths.folder_names_and_paths:
-        folder_paths.add_model_folder_path("pal", os.path.join(folder_paths.models_dir, "pal"))
-    paths, exts = folder_paths.folder_names_and_paths["pal"]
-    folder_paths.folder_names_and_paths["pal"] = (paths, set(exts) | EXTENSIONS)
-    return [Path(p) for p in folder_paths.get_folder_paths("pal")]
 
 
 def model_dirs() -> list[Path]:
     """Folders searched for user checkpoints: ComfyUI's models/pal, else $PAL_MODELS_DIR."""
-    dirs = _comfy_model_dirs()
+    dirs = pal_model_dirs()
     if dirs is None:
         env = os.environ.get("PAL_MODELS_DIR")
         dirs = [Path(env)] if env else []
@@ -100,10 +98,7 @@ class PALModelLoader:
                     ["auto", "cpu", "cuda", "mps"],
                     {"default": "auto", "tooltip": "auto = ComfyUI's device (or CUDA, MPS, CPU)."},
                 ),
-                "precision": (
-                    list(detection.PRECISIONS),
-                    {"default": "auto", "tooltip": "Autocast precision on GPU; CPU runs fp32."},
-                ),
+                **comfy_inputs(detection.DetectOptions, ["precision"]),
             }
         }
 
@@ -111,23 +106,6 @@ class PALModelLoader:
         path = resolve_model(model_name)
         dev = None if device == "auto" else torch.device(device)
         return (PalModel(cache.load_model(path, dev), model_name, precision),)
-
-
-def _progress():
-    try:
-        import comfy.model_management as mm
-        import comfy.utils
-    except ImportError:
-        return None
-    bar = {}
-
-    def update(done: int, total: int) -> None:
-        mm.throw_exception_if_processing_interrupted()
-        if "bar" not in bar:
-            bar["bar"] = comfy.utils.ProgressBar(total)
-        bar["bar"].update_absolute(done, total)
-
-    return update
 
 
 class PALDetectArtifacts:
@@ -148,15 +126,7 @@ class PALDetectArtifacts:
             "required": {
                 "image": ("IMAGE", {"tooltip": "Generated images [B,H,W,C]."}),
                 "pal_model": ("PAL_MODEL", {"tooltip": "From PAL Model Loader."}),
-                "mode": (
-                    list(detection.MODES),
-                    {
-                        "default": "resize",
-                        "tooltip": "resize: the paper's 512x512 pass. tiled: "
-                        "native-resolution windows fused with it (keeps small artifacts on big "
-                        "images).",
-                    },
-                ),
+                **comfy_inputs(detection.DetectOptions, ["mode"]),
                 "threshold": (
                     "FLOAT",
                     {
@@ -170,10 +140,7 @@ class PALDetectArtifacts:
                 ),
             },
             "optional": {
-                "tta": (
-                    "BOOLEAN",
-                    {"default": False, "tooltip": "Average with a mirrored pass (2x slower)."},
-                ),
+                **comfy_inputs(detection.DetectOptions, ["tta"]),
             },
         }
 
@@ -181,7 +148,7 @@ class PALDetectArtifacts:
         probs = pal_model.detect(image, mode, tta)
         binary = (probs > threshold).float()
         pars = detection.par(probs, threshold).tolist()
-        rgb = detection.as_rgb_bchw(image)
+        rgb = detection.as_rgb_bchw(image_to_bchw(image))
         shown = bchw_to_image(preview.overlay(rgb, probs, threshold))
         summary = json.dumps(
             {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from comfyui_pal import regions
-from comfyui_pal.layout import bchw_to_image, comfy_mask, image_to_bchw
+from comfyui_pal.core import regions
+from comfyui_pal.core.layout import bchw_to_image, comfy_mask, image_to_bchw
 
 CATEGORY = "PAL"
 

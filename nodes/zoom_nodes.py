@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from comfyui_pal.layout import bchw_to_image, comfy_mask, image_to_bchw
-from comfyui_pal.zoom import zoom_inpaint
+from comfyui_pal.core.layout import bchw_to_image, comfy_mask, image_to_bchw
+from comfyui_pal.options import pick
+from comfyui_pal.pipelines.zoom import zoom_inpaint
 
-from .model_nodes import _progress
-from .sampling import SEED_MODES, diffusion_inpainter, sampling_inputs
+from .comfy_glue import (
+    SEED_MODES,
+    SamplingOptions,
+    comfy_progress,
+    diffusion_inpainter,
+    sampling_inputs,
+)
 
 CATEGORY = "PAL"
 
@@ -22,6 +28,7 @@ class PALZoomInpaint:
     RETURN_TYPES = ("IMAGE", "IMAGE", "PAL_STITCH")
     RETURN_NAMES = ("image", "inpainted_crops", "stitch")
     FUNCTION = "inpaint"
+    OPTIONS = (SamplingOptions,)  # what **sampling is
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -107,11 +114,6 @@ class PALZoomInpaint:
         positive,
         negative,
         seed,
-        steps,
-        cfg,
-        sampler_name,
-        scheduler,
-        denoise,
         target_size,
         context_factor,
         grow,
@@ -119,19 +121,17 @@ class PALZoomInpaint:
         mask=None,
         stitch=None,
         seed_mode="per_region",
+        **sampling,
     ):
+        """``sampling`` are the ``SamplingOptions`` widgets (steps, cfg, sampler, ...)."""
         sample = diffusion_inpainter(
             model,
             vae,
             positive,
             negative,
-            steps=steps,
-            cfg=cfg,
-            sampler_name=sampler_name,
-            scheduler=scheduler,
-            denoise=denoise,
+            pick(SamplingOptions, sampling),
             seed_mode=seed_mode,
-            progress=_progress(),
+            progress=comfy_progress(),
         )
         seen = {}
 

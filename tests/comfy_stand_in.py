@@ -100,7 +100,7 @@ def install(monkeypatch) -> dict:
 
 def core_nodes(image_dir, saved: list) -> dict:
     """Callables standing in for the ComfyUI core nodes of the examples (API input names)."""
-    from comfyui_pal.imageio import load_image
+    from comfyui_pal.io.images import load_image
 
     def sampler(**kw):
         nodes = sys.modules["nodes"]

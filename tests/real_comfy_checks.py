@@ -97,7 +97,7 @@ async def templates(pack_name: str) -> tuple[dict, dict]:
 
 def core_node_mismatches() -> list[str]:
     """Where workflow_check's table of ComfyUI core nodes disagrees with this ComfyUI."""
-    from comfyui_pal.workflow_check import CORE_NODES, FILE_LIST, UI_ONLY
+    from comfyui_pal.io.workflow_check import CORE_NODES, FILE_LIST, UI_ONLY
 
     problems = []
     for name, ours in CORE_NODES.items():
@@ -185,7 +185,7 @@ def main() -> None:
     check("ComfyUI's own listing of 'pal' agrees", "sub/mine.safetensors" in listed, listed)
 
     from comfyui_pal import cache
-    from comfyui_pal.imageio import load_image
+    from comfyui_pal.io.images import load_image
 
     astronaut = load_image(pack_dir / "examples" / "images" / "astronaut.png").permute(0, 2, 3, 1)
     image = torch.cat([astronaut, astronaut.flip(2)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comfyui_pal.curate import rank, select_best
+from comfyui_pal.pipelines.curate import rank, select_best
 
 PARS = torch.tensor([0.03, 0.001, 0.2, 0.001, 0.05])
 

@@ -7,7 +7,7 @@ import torch
 from conftest import REPO
 
 import comfyui_pal as pal
-from comfyui_pal.imageio import load_image, load_mask
+from comfyui_pal.io.images import load_image, load_mask
 from comfyui_pal.models import read_checkpoint
 
 EXAMPLES = REPO / "examples" / "images"
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 def _detect(name: str, folder=EXAMPLES) -> torch.Tensor:
     image = load_image(folder / f"{name}.png")
-    return pal.detect(pal.load_model(), image.permute(0, 2, 3, 1))[0]
+    return pal.detect(pal.load_model(), image)[0]
 
 
 def test_default_weights_are_small_fp16_pal_lite_with_metadata():
@@ -49,11 +49,11 @@ def test_par_ranks_each_corrupted_example_below_its_clean_original(name):
 
 
 def test_the_built_in_fix_lowers_par_on_an_example_and_keeps_far_pixels_exact():
-    from comfyui_pal import masks as M
-    from comfyui_pal.fix import FixOptions, changed_mask, fix
+    from comfyui_pal.core import masks as M
+    from comfyui_pal.pipelines.fix import FixOptions, changed_mask, fix
 
     image = load_image(EXAMPLES / "astronaut.png")
-    probs = pal.detect(pal.load_model(), image.permute(0, 2, 3, 1))
+    probs = pal.detect(pal.load_model(), image)
     opts = FixOptions(max_iterations=1)
     fixed, _, history = fix(pal.load_model(), image, opts, probs=probs)
     before, after = history[0]["par"][0], history[1]["par"][0]

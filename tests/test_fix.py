@@ -9,8 +9,8 @@ from torch import nn
 
 from comfyui_pal.constants import MEAN_RGB as MEAN
 from comfyui_pal.constants import STD_RGB as STD
-from comfyui_pal.datasets import procedural_image
-from comfyui_pal.fix import FixOptions, changed_mask, fix
+from comfyui_pal.pipelines.fix import FixOptions, changed_mask, fix
+from comfyui_pal.training.datasets import procedural_image
 
 
 class MagentaDetector(nn.Module):
@@ -157,7 +157,7 @@ def test_a_change_that_does_not_help_is_undone_and_the_others_kept():
 
 
 def test_built_in_fills_of_huge_regions_work_on_bounded_windows(monkeypatch):
-    import comfyui_pal.fix as fix_module
+    import comfyui_pal.pipelines.fix as fix_module
 
     img = procedural_image(9, 600, 700)[None] * 0.6 + 0.2
     big = blob_mask(600, 700, [(350, 300, 200)])

@@ -11,7 +11,7 @@ from conftest import blob_mask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comfyui_pal import masks
+from comfyui_pal.core import masks
 
 
 def _disc_dilate_reference(m: np.ndarray, r: int) -> np.ndarray:

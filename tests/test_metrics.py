@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from comfyui_pal.metrics import Counts, pearson
+from comfyui_pal.training.metrics import Counts, pearson
 
 
 def test_counts_on_a_hand_made_case():

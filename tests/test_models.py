@@ -14,9 +14,9 @@ from conftest import FIXTURES, requires_fixtures
 from PIL import Image
 
 from comfyui_pal import cli
-from comfyui_pal.detection import normalize
 from comfyui_pal.models import SwinUperNet, SwinUperNetConfig, convert, load_model_file
 from comfyui_pal.models.loading import read_checkpoint
+from comfyui_pal.pipelines.detect import normalize
 
 IMAGES = [("", "input.png"), ("_wide", "input_wide.png"), ("_odd", "input_odd.png")]
 

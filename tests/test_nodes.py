@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import json
@@ -56,10 +57,16 @@ def test_every_node_declares_a_consistent_classic_interface(pack):
         params = inspect.signature(method).parameters
         required = spec.get("required", {})
         optional = spec.get("optional", {})
-        assert set(params) == set(required) | set(optional), name
-        for arg in required:
+        named = {k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+        inputs = set(required) | set(optional)
+        if len(named) == len(params):
+            assert named == inputs, name
+        else:  # the other widgets arrive as **options: each must be a field the node picks
+            fields = {f.name for opt in cls.OPTIONS for f in dataclasses.fields(opt)}
+            assert named <= inputs and inputs - named <= fields, (name, inputs - named - fields)
+        for arg in set(required) & named:
             assert params[arg].default is inspect.Parameter.empty, (name, arg)
-        for arg in optional:
+        for arg in set(optional) & named:
             assert params[arg].default is not inspect.Parameter.empty, (name, arg)
         for arg, (kind, *opts) in {**required, **optional}.items():
             assert isinstance(kind, (str, list)), (name, arg)

@@ -10,17 +10,17 @@ from conftest import FIXTURES
 from PIL import Image
 
 from comfyui_pal import cli
-from comfyui_pal.datasets import (
+from comfyui_pal.models import load_model_file, read_checkpoint
+from comfyui_pal.models.loading import save_checkpoint
+from comfyui_pal.models.pal_lite import PalLite, imagenet_filter_fn, load_imagenet_encoder
+from comfyui_pal.training.datasets import (
     HELD_OUT,
     FolderDataset,
     pal_folder,
     procedural_image,
     split_sources,
 )
-from comfyui_pal.models import load_model_file, read_checkpoint
-from comfyui_pal.models.loading import save_checkpoint
-from comfyui_pal.models.pal_lite import PalLite, imagenet_filter_fn, load_imagenet_encoder
-from comfyui_pal.train import imagenet_lite0_path
+from comfyui_pal.training.train import imagenet_lite0_path
 
 
 def test_any_input_size_gives_logits_at_that_size():
@@ -218,7 +218,7 @@ def test_the_official_swin_model_fine_tunes_decoder_only(tmp_path):
 def test_the_clean_share_of_synthetic_training_data_is_honoured(tmp_path):
     from itertools import islice
 
-    from comfyui_pal.train import TrainConfig, make_data
+    from comfyui_pal.training.train import TrainConfig, make_data
 
     src = tmp_path / "src"
     src.mkdir()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import blob_mask
 
-from comfyui_pal.inpaint import patchmatch_fill, smooth_fill
+from comfyui_pal.pipelines.inpaint import patchmatch_fill, smooth_fill
 
 
 def _stripes(h: int = 96, w: int = 96) -> torch.Tensor:

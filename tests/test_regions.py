@@ -11,7 +11,7 @@ from conftest import blob_mask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comfyui_pal import masks, regions
+from comfyui_pal.core import masks, regions
 
 TOL = 1 / 255
 

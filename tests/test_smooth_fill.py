@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from conftest import blob_mask
 
-from comfyui_pal.inpaint import smooth_fill
+from comfyui_pal.pipelines.inpaint import smooth_fill
 
 
 def test_pixels_outside_the_hole_come_back_bit_exact():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comfyui_pal import synth
-from comfyui_pal.datasets import procedural_image
+from comfyui_pal.training import synth
+from comfyui_pal.training.datasets import procedural_image
 
 
 @pytest.fixture(scope="module")

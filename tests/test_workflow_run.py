@@ -12,7 +12,7 @@ from comfy_stand_in import core_nodes, install
 from conftest import REPO
 from test_nodes import _load_pack_like_comfyui
 
-from comfyui_pal.imageio import load_image
+from comfyui_pal.io.images import load_image
 
 API = sorted((REPO / "examples" / "api").glob("*.json"))
 IMAGES = REPO / "examples" / "images"

@@ -13,7 +13,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from comfyui_pal.workflow_check import validate_api, validate_ui
+from comfyui_pal.io.workflow_check import validate_api, validate_ui
 
 spec = importlib.util.spec_from_file_location(
     "build_workflows", REPO / "examples" / "build_workflows.py"

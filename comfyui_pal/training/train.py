@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
+from ..models.loading import build_model, read_checkpoint, save_checkpoint
+from ..models.pal_lite import PalLite, load_imagenet_encoder
+from ..pipelines.detect import normalize
 from .datasets import FolderDataset, SyntheticArtifacts, find_sources, pal_folder, split_sources
-from .detection import normalize
-from .models.loading import build_model, read_checkpoint, save_checkpoint
-from .models.pal_lite import PalLite, load_imagenet_encoder
 from .synth import FAMILIES
 
 SMALL_BATCH = 4  # below this BatchNorm layers keep their running statistics

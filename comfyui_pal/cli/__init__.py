@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from . import regions
-from .imageio import list_images, load_image, load_mask, save_image, write_atomic
-from .inpaint import smooth_fill
+from ..core import regions
+from ..io.images import list_images, load_image, load_mask, save_image, write_atomic
+from ..pipelines.inpaint import smooth_fill
 
 
 def _find_mask(image_path: Path) -> Path | None:
@@ -102,20 +102,20 @@ def _write_reports(out_dir: Path, rows: list[dict], fields: list[str]) -> None:
 
 
 def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
-    from .detection import detect, par
-    from .fix import fix
-    from .preview import overlay
+    from ..core.preview import overlay
+    from ..pipelines.detect import detect, par
+    from ..pipelines.fix import fix
 
     t0 = time.perf_counter()
     image = load_image(path)
-    probs = detect(model, image.permute(0, 2, 3, 1), opts.mode, opts.tta)
+    probs = detect(model, image, mode=opts.mode, tta=opts.tta)
     fixed, final, history = fix(model, image, opts, probs=probs)
     before = float(par(probs, opts.threshold)[0])
     after = float(par(final, 0.5)[0])
     found = (probs[0] > opts.threshold).float()
     # before | artifacts found (tinted) | after
     compare = torch.cat([image[0], overlay(image, probs, opts.threshold)[0], fixed[0]], dim=2)
-    from .fix import change_patches
+    from ..pipelines.fix import change_patches
 
     _, (repainted,) = change_patches(image, fixed)
     save_image(fixed[0], out_dir / f"{path.stem}_fixed.png", overwrite)
@@ -137,8 +137,8 @@ def _fix_one(path: Path, out_dir: Path, model, opts, overwrite: bool) -> dict:
 
 def cmd_fix(args: argparse.Namespace) -> int:
     """Detect and fix artifacts in files / folders; resumable, never overwriting."""
-    from .cache import load_model
-    from .fix import FixOptions
+    from ..cache import load_model
+    from ..pipelines.fix import FixOptions
 
     out_dir = Path(args.out)
     files = _inputs(args, out_dir)
@@ -192,9 +192,9 @@ def cmd_fix(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     """Detect artifacts in files / folders; write mask + overlay per image and a PAR report."""
 
-    from .cache import load_model
-    from .detection import detect, par
-    from .preview import overlay
+    from ..cache import load_model
+    from ..core.preview import overlay
+    from ..pipelines.detect import detect, par
 
     out_dir = Path(args.out)
     files = _inputs(args, out_dir)
@@ -204,7 +204,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             image = load_image(path)
-            probs = detect(model, image.permute(0, 2, 3, 1), args.mode, args.tta)
+            probs = detect(model, image, mode=args.mode, tta=args.tta)
             score = float(par(probs, args.threshold)[0])
             save_image(
                 (probs[0] > args.threshold).float(),
@@ -229,16 +229,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_rank(args: argparse.Namespace) -> int:
     """Rank image files by PAR into renamed copies plus ranking.csv; resumable."""
-    from .cache import load_model
-    from .detection import detect, par
-    from .ranking import score_files, write_ranking
+    from ..cache import load_model
+    from ..io.ranking import score_files, write_ranking
+    from ..pipelines.detect import detect, par
 
     out_dir = Path(args.out)
     files = _inputs(args, out_dir)
     model = load_model(args.model, "cpu" if args.cpu else None)
 
     def score(path: Path) -> float:
-        probs = detect(model, load_image(path).permute(0, 2, 3, 1), args.mode)
+        probs = detect(model, load_image(path), mode=args.mode)
         return float(par(probs, args.threshold)[0])
 
     scores, failed = score_files(files, out_dir, score, args.resume)
@@ -254,7 +254,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 def cmd_queue(args: argparse.Namespace) -> int:
     """Fill a workflow per image / seed, run it on a ComfyUI server, collect outputs and PAR."""
-    from .queue_client import Client, Job, QueueError, load_workflow, parse_seeds, run_queue
+    from ..io.comfy_client import Client, Job, QueueError, load_workflow, parse_seeds, run_queue
 
     out_dir = Path(args.out)
     try:
@@ -270,12 +270,12 @@ def cmd_queue(args: argparse.Namespace) -> int:
         return 1
     rows = [{"job": j.name, "output": o} for j in done for o in j.outputs]
     if args.score and rows:
-        from .cache import load_model
-        from .detection import detect, par
+        from ..cache import load_model
+        from ..pipelines.detect import detect, par
 
         model = load_model(args.model, "cpu" if args.cpu else None)
         for r in rows:
-            probs = detect(model, load_image(out_dir / r["output"]).permute(0, 2, 3, 1))
+            probs = detect(model, load_image(out_dir / r["output"]))
             r["par"] = round(float(par(probs)[0]), 6)
     _write_reports(out_dir, rows, ["job", "output", "par"])
     print(f"{len(done)}/{len(jobs)} job(s) done, {len(rows)} output(s) in {out_dir}")
@@ -284,7 +284,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert an mmseg .pth / TorchScript end2end.pt / safetensors to our safetensors."""
-    from .models.loading import convert
+    from ..models.loading import convert
 
     try:
         out = convert(
@@ -299,8 +299,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train or fine-tune; resumes from WORKDIR/last.pt when present."""
-    from .synth import FAMILIES
-    from .train import TrainConfig, train
+    from ..training.synth import FAMILIES
+    from ..training.train import TrainConfig, train
 
     families = tuple(args.families.split(",")) if args.families else FAMILIES
     cfg = TrainConfig(
@@ -331,8 +331,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a model on PAL-layout folders and/or the synthetic held-out benchmark."""
-    from .cache import load_model
-    from .evaluate import evaluate
+    from ..cache import load_model
+    from ..training.evaluate import evaluate
 
     if not args.data and not args.synthetic:
         print("nothing to evaluate: pass --data FOLDER and/or --synthetic N", file=sys.stderr)
@@ -356,7 +356,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Bake the F1-best validation threshold into a checkpoint's classifier bias."""
-    from .calibrate import calibrate
+    from ..training.calibrate import calibrate
 
     if Path(args.dst).exists() and not args.overwrite:
         print(f"{args.dst} exists; pass --overwrite to replace it", file=sys.stderr)

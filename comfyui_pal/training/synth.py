@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from . import masks as M
-from .inpaint.smooth import smooth_fill
+from ..core import masks as M
+from ..pipelines.inpaint.smooth import smooth_fill
 
 FAMILIES = ("warp", "smear", "fill", "patch", "seam", "blotch", "grid", "noise", "inpaint")
 HELD_OUT_FAMILIES = ("halo", "banding")

@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from . import masks as M
-from . import regions
-from .checks import check_image
-from .detection import detect, par
+from ..core import masks as M
+from ..core import regions
+from ..core.checks import check_image
+from ..options import option, validate
+from .detect import MODES, detect, par
 from .inpaint import patchmatch_fill, smooth_fill
 from .zoom import Inpainter, zoom_inpaint
 
@@ -32,25 +33,64 @@ INPAINTERS = ("patchmatch", "smooth")
 
 @dataclass
 class FixOptions:
-    """Settings of the fix loop (pixels unless noted)."""
+    """Settings of the fix loop, one definition for the library, the node and the CLI."""
 
-    threshold: float = 0.5  # artifact probability threshold
-    target_par: float = 0.0005  # stop when PAR <= this (fraction of the image)
-    max_iterations: int = 2
-    grow: int = 6  # grow the detected mask before inpainting
-    min_area: float = 24  # ignore specks smaller than this (px, or fraction if < 1)
-    min_confidence: float = 0.85  # skip regions whose mean artifact probability is lower
-    fill_holes: bool = True
-    context_factor: float = 2.0
-    min_context: int = 32
-    target_size: int = 512  # work size of the long side for a model inpainter's crops
-    multiple: int = 64  # and a multiple it is rounded up to (built-ins work at native scale)
-    max_native_size: int = 1024  # built-ins shrink larger windows to this long side (memory)
-    blend_radius: float = 12
-    inpainter: str = "patchmatch"
-    seed: int = 0
-    mode: str = "resize"  # detection mode
-    tta: bool = True  # detect with a mirrored pass too (fewer false alarms, 2x detection time)
+    threshold: float = option(0.5, "Artifact probability threshold.", min=0.01, max=0.99, step=0.01)
+    target_par: float = option(
+        0.0005,
+        "Stop when the artifact area ratio is at most this.",
+        min=0.0,
+        max=1.0,
+        step=0.0001,
+    )
+    max_iterations: int = option(2, "Detect-inpaint rounds at most.", min=0, max=10)
+    grow: int = option(6, "Grow detected regions by this many pixels first.", min=0, max=128)
+    min_area: float = option(
+        24, "Ignore specks smaller than this (px; a value < 1 is a fraction of the image).", min=0
+    )
+    min_confidence: float = option(
+        0.85,
+        "Leave regions whose mean artifact probability is lower: on real photos borderline "
+        "detections are mostly real structure.",
+        min=0.0,
+        max=1.0,
+        step=0.01,
+    )
+    fill_holes: bool = option(True, "Fill holes inside detected regions.")
+    context_factor: float = option(
+        2.0, "Crop this many times the region's size around it, for context.", min=1.0, max=8.0
+    )
+    min_context: int = option(32, "At least this much context around a region (px).", min=0)
+    target_size: int = option(
+        512,
+        "Long side of the zoomed crops for the diffusion model (px).",
+        min=64,
+        max=4096,
+        step=64,
+    )
+    multiple: int = option(
+        64, "Crop work sizes are rounded up to this multiple (model inpainters).", min=8, max=512
+    )
+    max_native_size: int = option(
+        1024,
+        "Built-in fills shrink larger windows to this long side (px; bounds memory).",
+        min=64,
+        max=8192,
+    )
+    blend_radius: float = option(
+        12, "Soft transition width when pasting back (px).", min=0, max=256, step=1
+    )
+    inpainter: str = option(
+        "patchmatch", "patchmatch continues texture; smooth is fastest.", choices=INPAINTERS
+    )
+    seed: int = option(0, "Seed of the inpainter's random search.", min=0, max=2**31 - 1)
+    mode: str = option("resize", "Detection mode.", choices=MODES)
+    tta: bool = option(
+        True, "Detect with a mirrored pass too: fewer false alarms, twice the detection time."
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def builtin_inpainter(name: str) -> Inpainter:
@@ -62,8 +102,9 @@ def builtin_inpainter(name: str) -> Inpainter:
     raise ValueError(f"inpainter must be one of {INPAINTERS}, got {name!r}")
 
 
-def _probs(model: nn.Module, images: Tensor, opt: FixOptions) -> Tensor:
-    return detect(model, images.permute(0, 2, 3, 1), opt.mode, opt.tta)
+def _detect(model: nn.Module, images: Tensor, opt: FixOptions) -> Tensor:
+    """Artifact probabilities ``[B,H,W]`` of ``images`` ``[B,C,H,W]`` as the fix detects."""
+    return detect(model, images, mode=opt.mode, tta=opt.tta)
 
 
 def fix(
@@ -88,14 +129,12 @@ def fix(
     """
     opt = options or FixOptions()
     check_image(images)
-    if opt.max_iterations < 0:
-        raise ValueError(f"max_iterations must be >= 0, got {opt.max_iterations}")
     native = inpaint is None
     inpaint = inpaint or builtin_inpainter(opt.inpainter)
     current = images.clone()
     history: list[dict] = []
     if probs is None:
-        probs = _probs(model, current, opt)
+        probs = _detect(model, current, opt)
     for it in range(opt.max_iterations + 1):
         scores = par(probs, opt.threshold).tolist()
         todo = [i for i, s in enumerate(scores) if s > opt.target_par]
@@ -134,12 +173,12 @@ def fix(
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         if progress is not None:
             progress(f"round {it + 1}: inpainted {len(entry['fixed'])} region(s)")
-        new_probs = _probs(model, current, opt)
+        new_probs = _detect(model, current, opt)
         undone = _keep_improvements(previous, current, probs, new_probs, todo, opt.threshold)
         if undone:
             entry["changes_undone"] = undone
             again = sorted({i for i, _ in undone})  # measure those images as they now are
-            new_probs[again] = _probs(model, current[again], opt)
+            new_probs[again] = _detect(model, current[again], opt)
         new_scores = par(new_probs, opt.threshold).tolist()
         worse = [i for i in todo if new_scores[i] >= scores[i]]
         if worse:  # a round must lower PAR: keep the previous image where it did not

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .imageio import write_atomic
+from .images import write_atomic
 
 SEED_INPUTS = ("seed", "noise_seed")
 

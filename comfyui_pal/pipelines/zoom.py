@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from . import masks as M
-from . import regions
-from .checks import check_image, check_mask, match_masks
+from ..core import masks as M
+from ..core import regions
+from ..core.checks import check_image, check_mask, match_masks
 
 # inpaint(crops [N,C,h,w], crop_masks [N,h,w], seed) -> inpainted crops [N,C,h',w']
 Inpainter = Callable[[Tensor, Tensor, int], Tensor]

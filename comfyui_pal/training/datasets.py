@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .imageio import IMAGE_SUFFIXES, load_image, load_mask
+from ..io.images import IMAGE_SUFFIXES, load_image, load_mask
 from .synth import FAMILIES, corrupt
 
 HELD_OUT = frozenset(

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checks import check_image, check_mask, match_masks
+from ...core.checks import check_image, check_mask, match_masks
 from .smooth import smooth_fill
 
 PATCH = 7

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..io.images import load_image, load_mask
+from ..pipelines.detect import detect
 from .datasets import benchmark_samples, find_sources, pal_folder, split_sources
-from .detection import detect
-from .imageio import load_image, load_mask
 from .metrics import Counts
 
 
@@ -25,7 +25,7 @@ def evaluate_pairs(
     """Accumulate metrics over (name, image ``[3,H,W]``, mask ``[H,W]``) samples."""
     counts = Counts()
     for _, image, mask in samples:
-        probs = detect(model, image.permute(1, 2, 0)[None], mode)
+        probs = detect(model, image[None], mode=mode)
         counts.add(probs > threshold, mask[None] > 0.5)
     return counts
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..pipelines.detect import detect
 from .datasets import benchmark_samples, find_sources, load_source, random_view, split_sources
-from .detection import detect
 from .metrics import Counts
 
 VALIDATION_SEED = 99
@@ -34,10 +34,10 @@ def best_threshold(
     g = torch.Generator().manual_seed(seed + 1)
     images = [load_source(p) for p in train_src]
     for k, (_, image, mask) in enumerate(benchmark_samples(train_src, count, size, seed)):
-        probs = detect(model, image.permute(1, 2, 0)[None])
+        probs = detect(model, image[None])
         truth = mask[None] > 0.5
         clean = random_view(images[k % len(images)], size, g) if images else image
-        clean_probs = detect(model, clean.permute(1, 2, 0)[None])
+        clean_probs = detect(model, clean[None])
         for t in grid:
             counts[t].add(probs > t, truth)
             clean_par[t] += float((clean_probs > t).float().mean()) / count
@@ -57,7 +57,7 @@ def shift_decision(model: nn.Module, threshold: float) -> None:
 def calibrate(src: str | Path, dst: str | Path, count: int = 200) -> tuple[float, dict]:
     # the returned dict maps each threshold to its validation F1 and clean-image PAR
     """Write a calibrated copy of checkpoint ``src`` to ``dst``; returns (threshold, F1s)."""
-    from .models.loading import build_model, read_checkpoint, save_checkpoint
+    from ..models.loading import build_model, read_checkpoint, save_checkpoint
 
     ckpt = read_checkpoint(src)
     model = build_model(ckpt)

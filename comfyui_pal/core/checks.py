@@ -55,7 +55,7 @@ def check_image(image: object, name: str = "image") -> Tensor:
     if image.dim() != 4:
         raise ValueError(
             f"{name} must be [B,C,H,W], got shape {_shape(image)}; "
-            "ComfyUI IMAGE tensors [B,H,W,C] convert with comfyui_pal.layout.image_to_bchw"
+            "ComfyUI IMAGE tensors [B,H,W,C] convert with comfyui_pal.core.layout.image_to_bchw"
         )
     if not image.is_floating_point():
         raise ValueError(

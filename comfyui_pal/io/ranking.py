@@ -15,8 +15,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .curate import rank
-from .imageio import write_atomic
+from ..pipelines.curate import rank
+from .images import write_atomic
 
 
 def _identity(path: Path) -> list[int]:

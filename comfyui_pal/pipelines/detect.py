@@ -1,0 +1,240 @@
+"""Artifact detection: batched, chunked inference returning soft artifact probabilities.
+
+Modes:
+- ``resize`` (the paper's): resize each image to 512x512 with antialiased bicubic
+  interpolation, run, resize the logits back bilinearly. Bicubic because the official
+  PAL4VST app resizes its input with PIL's ``Image.resize(..., BICUBIC)``; torch's antialiased
+  bicubic uses PIL's kernel (a = -0.5, support scaled with the downsampling factor), so the
+  model sees what it saw in the official app (tested against PIL on non-512 inputs).
+- ``tiled``: 512 px windows at native resolution with overlap, blended with a smooth weight,
+  fused with the global ``resize`` pass, so 1024-2048 px images keep small artifacts.
+
+Optional horizontal-flip test-time augmentation; fp16 / bf16 autocast on GPU; everything under
+``torch.inference_mode``. Images are the library's ``[B,C,H,W]`` float 0..1 (C = 1, 3 or 4).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..constants import ARTIFACT_CLASS, INPUT_SIZE, MEAN_RGB, PAR_THRESHOLD, STD_RGB
+from ..core.checks import check_image
+from ..core.layout import to_rgb
+from ..options import option, pick, validate
+
+MODES = ("resize", "tiled")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+MIN_SIDE = 32  # smaller images are padded (reflect) up to this before inference
+
+Progress = Callable[[int, int], None]  # (done, total); may raise to interrupt
+
+
+def normalize(images: Tensor) -> Tensor:
+    """``[B,3,H,W]`` RGB 0..1 -> the model's input: ``(255 x - mean) / std`` per channel."""
+    mean = torch.tensor(MEAN_RGB, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD_RGB, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images * 255.0 - mean) / std
+
+
+@dataclass
+class DetectOptions:
+    """How to run the detector; shared by ``detect``, the nodes and the CLI."""
+
+    mode: str = option(
+        "resize",
+        "resize: the paper's 512x512 pass (PIL-style bicubic resize). tiled: native-resolution "
+        "windows fused with it (keeps small artifacts on big images).",
+        choices=MODES,
+    )
+    tta: bool = option(False, "Average with a mirrored pass: fewer false alarms, 2x slower.")
+    batch_size: int = option(
+        2,
+        "Images or tiles per model call, exactly (the full Swin-B needs about 0.7 GB of "
+        "activations per 512x512 item); halved with a warning only on out-of-memory.",
+        min=1,
+        max=256,
+    )
+    tile: int = option(INPUT_SIZE, "Tile size of the tiled mode (px).", min=MIN_SIDE, max=4096)
+    overlap: float = option(0.25, "Overlap of neighbouring tiles (fraction).", min=0, max=0.95)
+    global_weight: float = option(
+        0.5, "Weight of the global resize pass in the tiled mode's fusion.", min=0, max=1
+    )
+    precision: str = option(
+        "auto", "Autocast precision on GPU; the CPU always runs fp32.", choices=PRECISIONS
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def as_rgb_bchw(images: Tensor) -> Tensor:
+    """``[B,C,H,W]`` (C = 1, 3 or 4) -> RGB ``[B,3,H,W]`` float32 in 0..1, checked."""
+    check_image(images)
+    if images.shape[1] not in (1, 3, 4) and images.shape[-1] in (1, 3, 4):
+        raise ValueError(
+            f"images are {tuple(images.shape)}, which looks like ComfyUI's IMAGE [B,H,W,C]; the "
+            "library takes [B,C,H,W]: convert with comfyui_pal.core.layout.image_to_bchw"
+        )
+    return to_rgb(images.float()).clamp(0, 1).contiguous()
+
+
+def resize_input(x: Tensor, size: int = INPUT_SIZE) -> Tensor:
+    """``[N,3,h,w]`` -> ``[N,3,size,size]``: antialiased bicubic, PIL's ``BICUBIC`` filter.
+
+    The result may overshoot 0..1 slightly at hard edges, like PIL's before its uint8 clip;
+    it is clamped, so it matches PIL's on 8-bit input to within rounding.
+    """
+    out = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+    return out.clamp(0, 1)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
+        return torch.autocast(device.type, enabled=False)
+    if precision == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        dtype = torch.bfloat16 if bf16 else torch.float16
+    else:
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _logits(model: nn.Module, x: Tensor, tta: bool) -> Tensor:
+    """Float32 logits for normalised ``x``, averaged with the mirrored pass when ``tta``."""
+    out = model(x).float()
+    if tta:
+        out = (out + model(x.flip(-1)).float().flip(-1)) / 2
+    return out
+
+
+def _pad_small(x: Tensor) -> Tensor:
+    """Pad ``[N,C,h,w]`` at the bottom / right up to ``MIN_SIDE`` (callers crop back)."""
+    h, w = x.shape[-2:]
+    ph, pw = max(0, MIN_SIDE - h), max(0, MIN_SIDE - w)
+    if ph or pw:
+        mode = "reflect" if h > ph and w > pw else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x
+
+
+def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - tile) / stride) + 1
+    return [min(i * stride, length - tile) for i in range(n)]
+
+
+def _tile_weight(th: int, tw: int, device: torch.device) -> Tensor:
+    """Smooth (raised cosine) blending weight, never zero so every pixel is covered."""
+    wy = torch.hann_window(th + 2, periodic=False, device=device)[1:-1]
+    wx = torch.hann_window(tw + 2, periodic=False, device=device)[1:-1]
+    return (wy[:, None] * wx[None, :]).clamp(min=1e-3)
+
+
+def detect(
+    model: nn.Module,
+    images: Tensor,
+    options: DetectOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    **overrides,
+) -> Tensor:
+    """Artifact probabilities ``[B,H,W]`` in 0..1 for images ``[B,C,H,W]`` float 0..1.
+
+    ``options`` (or keyword ``overrides`` of its fields, e.g. ``mode="tiled"``) say how:
+    ``resize`` or ``tiled`` mode, mirrored TTA, ``batch_size`` items per model call (kept
+    exactly; halved with a ``ResourceWarning`` only when the device runs out of memory),
+    tile size, overlap and fusion weight, autocast precision. ``progress(done, total)`` is
+    called after each chunk and may raise to stop. Grayscale and RGBA images are converted;
+    images under 32 px are padded.
+    """
+    if options is not None and not isinstance(options, DetectOptions):
+        raise TypeError(
+            f"detect(model, images, options): options must be DetectOptions, got {options!r}; "
+            "pass single settings as keywords, e.g. detect(model, images, mode='tiled')"
+        )
+    opt = pick(DetectOptions, vars(options) if options else {}, **overrides)
+    from ..cache import CACHE
+
+    x = as_rgb_bchw(images)
+    device = CACHE.prepare(model)
+    b, _, h, w = x.shape
+    tile, tta = opt.tile, opt.tta
+    plans = [("global", i, None) for i in range(b)]
+    if opt.mode == "tiled":
+        stride = max(1, round(tile * (1 - opt.overlap)))
+        for i in range(b):
+            for y in _tile_starts(h, tile, stride):
+                for xx in _tile_starts(w, tile, stride):
+                    plans.append(("tile", i, (y, xx)))
+    total = len(plans)
+    glob = torch.zeros(b, h, w)
+    acc = torch.zeros(b, h, w)
+    norm = torch.zeros(b, h, w)
+
+    def run(chunk: list) -> None:
+        for kind in sorted({k for k, _, _ in chunk}):
+            items = [(i, pos) for k, i, pos in chunk if k == kind]
+            if kind == "global":
+                small = resize_input(torch.stack([x[i] for i, _ in items]).to(device))
+                logits = _logits(model, normalize(small), tta)
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+                probs = logits.softmax(1)[:, ARTIFACT_CLASS].cpu()
+                for (i, _), p in zip(items, probs, strict=True):
+                    glob[i] = p
+            else:
+                th, tw = min(tile, h), min(tile, w)
+                crops = torch.stack([x[i, :, y : y + th, xx : xx + tw] for i, (y, xx) in items])
+                padded = _pad_small(crops.to(device))
+                logits = _logits(model, normalize(padded), tta)[..., :th, :tw]
+                probs = logits.softmax(1)[:, ARTIFACT_CLASS].cpu()
+                wgt = _tile_weight(th, tw, probs.device)
+                for (i, (y, xx)), p in zip(items, probs, strict=True):
+                    acc[i, y : y + th, xx : xx + tw] += p * wgt
+                    norm[i, y : y + th, xx : xx + tw] += wgt
+
+    per_chunk, done = opt.batch_size, 0
+    with torch.inference_mode(), _autocast(device, opt.precision):
+        while done < total:
+            chunk = plans[done : done + per_chunk]
+            try:
+                run(chunk)  # writes its items only after the model call succeeded
+            except torch.cuda.OutOfMemoryError:
+                if per_chunk == 1:
+                    raise
+                per_chunk = max(1, per_chunk // 2)
+                warnings.warn(
+                    f"detect: out of memory on {device} with batch_size={len(chunk)}; "
+                    f"continuing with batch_size={per_chunk} (set a smaller batch_size to "
+                    "avoid the retry)",
+                    ResourceWarning,
+                    stacklevel=2,
+                )
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+    if opt.mode == "resize":
+        return glob
+    return opt.global_weight * glob + (1 - opt.global_weight) * acc / norm
+
+
+def par(probs: Tensor, threshold: float = PAR_THRESHOLD) -> Tensor:
+    """Perceptual artifact ratio per image: the fraction of pixels with ``probs > threshold``.
+
+    ``probs`` ``[B,H,W]`` -> ``[B]`` float in 0..1 (the paper's quality score; lower is better).
+    """
+    if probs.dim() != 3:
+        raise ValueError(f"probs must be [B,H,W], got shape {tuple(probs.shape)}")
+    return (probs > threshold).float().mean(dim=(1, 2))

@@ -1,0 +1,151 @@
+"""The one place the nodes touch ComfyUI's own modules (each imported only when called).
+
+- ``comfy_progress()``: ComfyUI's progress bar and interrupt as a ``(done, total)`` callback;
+- ``pal_model_dirs()``: ComfyUI's ``models/pal`` folders (registered with ``folder_paths``);
+- ``diffusion_inpainter``: ComfyUI's sampling as a ``comfyui_pal`` inpainter.
+
+The crops are encoded like the InpaintModelConditioning node does (a noise mask on the latent,
+and the masked pixels added to the conditioning for dedicated inpainting checkpoints, which
+ordinary checkpoints ignore), sampled with ``common_ksampler`` (the KSampler node's own
+function) and decoded. ``per_region`` seeds region k with ``seed + k`` and samples it alone, so
+a region's result does not depend on the others; ``batch`` samples all crops at once with one
+seed, exactly as a KSampler fed by PAL Crop Regions would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from comfyui_pal.core.layout import bchw_to_image, image_to_bchw
+from comfyui_pal.options import comfy_inputs, option, validate
+
+SEED_MODES = ("per_region", "batch")
+DEFAULT_SAMPLERS = ["euler"]
+DEFAULT_SCHEDULERS = ["normal"]
+MODEL_EXTENSIONS = {".safetensors", ".pth", ".pt"}
+
+
+def comfy_progress() -> Callable[[int, int], None] | None:
+    """ComfyUI's progress bar (made on the first call) that checks the interrupt before every
+    update; None outside ComfyUI."""
+    try:
+        import comfy.model_management as mm
+        import comfy.utils
+    except ImportError:
+        return None
+    bar = {}
+
+    def update(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        if "bar" not in bar:
+            bar["bar"] = comfy.utils.ProgressBar(total)
+        bar["bar"].update_absolute(done, total)
+
+    return update
+
+
+def pal_model_dirs() -> list[Path] | None:
+    """ComfyUI's ``models/pal`` folders (registered on first use), or None outside ComfyUI."""
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    if "pal" not in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path("pal", os.path.join(folder_paths.models_dir, "pal"))
+    paths, exts = folder_paths.folder_names_and_paths["pal"]
+    folder_paths.folder_names_and_paths["pal"] = (paths, set(exts) | MODEL_EXTENSIONS)
+    return [Path(p) for p in folder_paths.get_folder_paths("pal")]
+
+
+@dataclass
+class SamplingOptions:
+    """KSampler-like settings of the diffusion inpainter (the zoom-in and auto-fix nodes)."""
+
+    steps: int = option(20, "Sampling steps.", min=1, max=10000)
+    cfg: float = option(7.0, "Classifier-free guidance scale.", min=0.0, max=100.0, step=0.1)
+    sampler_name: str = option("euler", "Sampling algorithm.")
+    scheduler: str = option("normal", "Noise schedule.")
+    denoise: float = option(
+        1.0, "How much of each masked crop is re-imagined (1 = all).", min=0.0, max=1.0, step=0.01
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def sampler_choices() -> tuple[list[str], list[str]]:
+    """ComfyUI's sampler and scheduler names (a minimal list outside ComfyUI)."""
+    try:
+        import comfy.samplers
+    except ImportError:
+        return DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS
+    return list(comfy.samplers.KSampler.SAMPLERS), list(comfy.samplers.KSampler.SCHEDULERS)
+
+
+def sampling_inputs() -> dict:
+    """The widgets of ``SamplingOptions``; sampler and scheduler list ComfyUI's choices."""
+    samplers, schedulers = sampler_choices()
+    inputs = comfy_inputs(SamplingOptions, ["steps", "cfg", "sampler_name", "scheduler", "denoise"])
+    inputs["cfg"][1]["round"] = 0.01
+    for name, choices in (("sampler_name", samplers), ("scheduler", schedulers)):
+        tooltip = inputs[name][1]["tooltip"]
+        inputs[name] = (choices, {"tooltip": tooltip})
+    return inputs
+
+
+def diffusion_inpainter(
+    model,
+    vae,
+    positive,
+    negative,
+    options: SamplingOptions,
+    *,
+    seed_mode: str = "per_region",
+    progress: Callable[[int, int], None] | None = None,
+):
+    """An ``Inpainter`` (crops ``[N,C,h,w]``, masks ``[N,h,w]``, seed) over ComfyUI sampling."""
+    if seed_mode not in SEED_MODES:
+        raise ValueError(f"seed_mode must be one of {SEED_MODES}, got {seed_mode!r}")
+    import comfy.model_management as mm
+
+    import nodes as comfy_nodes  # ComfyUI's built-in nodes module
+
+    def inpaint(crops: torch.Tensor, crop_masks: torch.Tensor, seed: int) -> torch.Tensor:
+        pixels = bchw_to_image(crops)
+        n = pixels.shape[0]
+        if seed_mode == "batch":
+            jobs = [(list(range(n)), seed % 2**64)]
+        else:  # ComfyUI seeds are 64-bit: wrap instead of overflowing near the top
+            jobs = [([k], (seed + k) % 2**64) for k in range(n)]
+        out = []
+        for done, (idx, s) in enumerate(jobs):
+            mm.throw_exception_if_processing_interrupted()
+            pos, neg, latent = comfy_nodes.InpaintModelConditioning().encode(
+                positive, negative, pixels[idx], vae, crop_masks[idx], noise_mask=True
+            )
+            (samples,) = comfy_nodes.common_ksampler(
+                model,
+                s,
+                options.steps,
+                options.cfg,
+                options.sampler_name,
+                options.scheduler,
+                pos,
+                neg,
+                latent,
+                denoise=options.denoise,
+            )
+            images = vae.decode(samples["samples"])
+            if images.ndim == 5:  # video VAEs decode [B,T,H,W,C]
+                images = images.reshape(-1, *images.shape[-3:])
+            out.append(images)
+            if progress is not None:
+                progress(done + 1, len(jobs))
+        return image_to_bchw(torch.cat(out)).to(crops)
+
+    return inpaint
