@@ -88,10 +88,32 @@ def validate(obj: Any) -> None:
             )
 
 
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
 def _range(spec: Spec) -> str:
-    low = "-inf" if spec.min is None else f"{spec.min:g}"
-    high = "inf" if spec.max is None else f"{spec.max:g}"
+    low = "-inf" if spec.min is None else _num(spec.min)
+    high = "inf" if spec.max is None else _num(spec.max)
     return f"[{low}, {high}]"
+
+
+def _checked(typ: type, spec: Spec) -> Any:
+    """An argparse ``type``: converts and range-checks, so a bad value is a usage error."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = typ(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {typ.__name__}, got {text!r}") from None
+        low = spec.min if spec.min is not None else -float("inf")
+        high = spec.max if spec.max is not None else float("inf")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside {_range(spec)}")
+        return value
+
+    convert.__name__ = typ.__name__
+    return convert
 
 
 def comfy_inputs(cls: type, names: Iterable[str], **defaults: Any) -> dict[str, tuple]:
@@ -133,9 +155,11 @@ def add_arguments(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=text
             )
             continue
+        kind = typ
         if spec.choices is None and typ in (int, float):
-            text = f"{spec.help} (default: {default:g}; range {_range(spec)})"
-        parser.add_argument(flag, type=typ, default=default, choices=spec.choices, help=text)
+            text = f"{spec.help} (default: {_num(default)}; range {_range(spec)})"
+            kind = _checked(typ, spec)
+        parser.add_argument(flag, type=kind, default=default, choices=spec.choices, help=text)
 
 
 def pick(cls: type, values: Mapping[str, Any] | argparse.Namespace, **overrides: Any) -> Any:

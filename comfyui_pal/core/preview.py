@@ -21,3 +21,9 @@ def overlay(images: Tensor, probs: Tensor, threshold: float = 0.5, opacity: floa
     border = hit - inner
     alpha = torch.maximum(alpha, border)
     return images * (1 - alpha) + colour * alpha
+
+
+def compare(image: Tensor, probs: Tensor, fixed: Tensor, threshold: float = 0.5) -> Tensor:
+    """Side-by-side panel ``[3,H,3W]``: ``image`` ``[1,3,H,W]`` | what was flagged (tinted
+    ``probs`` ``[1,H,W]`` above ``threshold``) | ``fixed`` ``[1,3,H,W]``."""
+    return torch.cat([image[0], overlay(image, probs, threshold)[0], fixed[0]], dim=2)

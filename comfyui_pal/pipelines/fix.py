@@ -334,3 +334,22 @@ def change_patches(before: Tensor, after: Tensor) -> tuple[Tensor, list[int]]:
     Returns ``M.label``'s ``(labels [B,H,W], counts)``.
     """
     return M.label(M.grow(changed_mask(before, after), 4))
+
+
+def fix_summary(
+    image: Tensor, fixed: Tensor, probs: Tensor, final: Tensor, history: list[dict], opt: FixOptions
+) -> dict:
+    """What one image's fix did, for reports: PAR before (``probs`` ``[1,H,W]`` at
+    ``opt.threshold``) and after (``final`` mask), regions tried / repainted (separate edits
+    between ``image`` and ``fixed`` ``[1,C,H,W]``) / skipped, rounds, and the rounds' history."""
+    rounds = [h for h in history if "iteration" in h]
+    _, (repainted,) = change_patches(image, fixed)
+    return {
+        "par_before": round(float(par(probs, opt.threshold)[0]), 6),
+        "par_after": round(float(par(final, 0.5)[0]), 6),
+        "regions_tried": sum(len(h["fixed"]) for h in rounds),
+        "regions_repainted": repainted,
+        "regions_skipped": sum(len(h["skipped"]) for h in rounds),
+        "rounds": len(rounds) - 1,
+        "history": rounds,
+    }

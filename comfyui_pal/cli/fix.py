@@ -1,0 +1,101 @@
+"""``comfyui-pal fix``: the main job; detect artifacts and inpaint them away, until clean."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..options import add_arguments, pick
+from ..pipelines.fix import FixOptions
+from .common import add_inputs, device, inputs, model_parent, overwrite_parent, write_reports
+
+FIELDS = [
+    "image",
+    "par_before",
+    "par_after",
+    "regions_tried",
+    "regions_repainted",
+    "regions_skipped",
+    "rounds",
+    "seconds",
+]
+OPTIONS = (
+    "inpainter",
+    "max_iterations",
+    "target_par",
+    "threshold",
+    "min_confidence",
+    "grow",
+    "tta",
+    "mode",
+    "seed",
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fix",
+        help="the main job: find and inpaint artifacts",
+        parents=[model_parent(), overwrite_parent()],
+    )
+    add_inputs(p, "pal_out")
+    add_arguments(p, FixOptions, OPTIONS)
+    p.add_argument("--resume", action="store_true", help="skip images already fixed")
+    p.set_defaults(func=run)
+
+
+def fix_file(path: Path, out_dir: Path, model, opts: FixOptions, overwrite: bool) -> dict:
+    """Fix one image file; writes ``NAME_fixed.png``, ``NAME_mask.png``, ``NAME_compare.png``
+    and returns its report row."""
+    from ..core.preview import compare
+    from ..io.images import load_image, save_image
+    from ..pipelines.detect import detect
+    from ..pipelines.fix import fix, fix_summary
+
+    t0 = time.perf_counter()
+    image = load_image(path)
+    probs = detect(model, image, mode=opts.mode, tta=opts.tta)
+    fixed, final, history = fix(model, image, opts, probs=probs)
+    save_image(fixed[0], out_dir / f"{path.stem}_fixed.png", overwrite)
+    save_image((probs[0] > opts.threshold).float(), out_dir / f"{path.stem}_mask.png", overwrite)
+    panel = compare(image, probs, fixed, opts.threshold)
+    save_image(panel, out_dir / f"{path.stem}_compare.png", overwrite)
+    row = {"image": str(path), **fix_summary(image, fixed, probs, final, history, opts)}
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    """Detect and fix artifacts in files / folders; resumable, never overwriting."""
+    from ..cache import load_model
+
+    out_dir = Path(args.out)
+    files = inputs(args, out_dir)
+    opts = pick(FixOptions, args)
+    model = load_model(args.model, device(args))
+    report_path = out_dir / "report.json"
+    rows = json.loads(report_path.read_text()) if args.resume and report_path.exists() else []
+    done = {r["image"] for r in rows}
+    failed = 0
+    for k, path in enumerate(files, 1):
+        if args.resume and str(path) in done and (out_dir / f"{path.stem}_fixed.png").exists():
+            print(f"[{k}/{len(files)}] {path.name}: done before, skipped (--resume)")
+            continue
+        try:
+            row = fix_file(path, out_dir, model, opts, args.overwrite)
+        except (ValueError, FileExistsError) as exc:
+            print(f"[{k}/{len(files)}] FAILED {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        rows = [r for r in rows if r["image"] != row["image"]] + [row]
+        print(
+            f"[{k}/{len(files)}] {path.name}: PAR {row['par_before']:.4f} -> "
+            f"{row['par_after']:.4f}, {row['regions_repainted']} region(s) repainted, "
+            f"{row['seconds']:.1f} s",
+            flush=True,
+        )
+    write_reports(out_dir, rows, FIELDS)
+    return 1 if failed else 0

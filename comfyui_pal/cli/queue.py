@@ -1,0 +1,59 @@
+"""``comfyui-pal queue``: run an API-format workflow on a ComfyUI server per image or seed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import device, model_parent, write_reports
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "queue",
+        help="run a workflow on a ComfyUI server per image or seed",
+        parents=[model_parent("detector for the PAR report:")],
+    )
+    p.add_argument("workflow", help="API-format workflow JSON (examples/api/)")
+    p.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI address")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder of images, uploaded into every LoadImage node")
+    src.add_argument("--seeds", help="seeds a..b (inclusive) or a,b,c for every seed widget")
+    p.add_argument("--out", default="pal_queue", help="output folder (default: pal_queue)")
+    p.add_argument("--concurrency", type=int, default=2, help="prompts in flight at once")
+    p.add_argument("--retries", type=int, default=3, help="retries of a failed request")
+    p.add_argument("--resume", action="store_true", help="skip jobs finished before")
+    p.add_argument("--no-score", dest="score", action="store_false", help="skip PAR of the outputs")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fill a workflow per image / seed, run it on a ComfyUI server, collect outputs and PAR."""
+    from ..io.comfy_client import Client, Job, QueueError, load_workflow, parse_seeds, run_queue
+    from ..io.images import list_images, load_image
+
+    out_dir = Path(args.out)
+    try:
+        workflow = load_workflow(Path(args.workflow))
+        if args.images:
+            jobs = [Job(p.stem, image=p) for p in list_images([args.images])]
+        else:
+            jobs = [Job(f"seed{s}", seed=s) for s in parse_seeds(args.seeds)]
+        client = Client(args.server, retries=args.retries)
+        done = run_queue(workflow, jobs, out_dir, client, args.concurrency, args.resume)
+    except (QueueError, ValueError, FileNotFoundError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    rows = [{"job": j.name, "output": o} for j in done for o in j.outputs]
+    if args.score and rows:
+        from ..cache import load_model
+        from ..pipelines.detect import detect, par
+
+        model = load_model(args.model, device(args))
+        for r in rows:
+            probs = detect(model, load_image(out_dir / r["output"]))
+            r["par"] = round(float(par(probs)[0]), 6)
+    write_reports(out_dir, rows, ["job", "output", "par"])
+    print(f"{len(done)}/{len(jobs)} job(s) done, {len(rows)} output(s) in {out_dir}")
+    return 0 if len(done) == len(jobs) else 1
