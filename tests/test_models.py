@@ -16,6 +16,8 @@ from PIL import Image
 from comfyui_pal import cli
 from comfyui_pal.models import SwinUperNet, SwinUperNetConfig, convert, load_model_file
 from comfyui_pal.models.loading import read_checkpoint
+from comfyui_pal.models.swin import relative_position_index
+from comfyui_pal.models.swin_upernet import checkpoint_filter_fn
 from comfyui_pal.pipelines.detect import normalize
 
 IMAGES = [("", "input.png"), ("_wide", "input_wide.png"), ("_odd", "input_odd.png")]
@@ -70,20 +72,106 @@ def test_auxiliary_head_matches_when_kept_for_training():
     assert (aux - expected).abs().max() < 1e-4
 
 
+INDEX = "relative_position_index"
+
+
+def _full_model(**kw) -> SwinUperNet:
+    with torch.device("meta"):  # keys and shapes only
+        return SwinUperNet(SwinUperNetConfig(**kw))
+
+
 @requires_fixtures()
-def test_full_architecture_state_dict_equals_the_official_manifest():
+def test_full_architecture_state_dict_equals_the_official_manifest_less_derived_buffers():
     manifest = json.loads((FIXTURES / "full_manifest.json").read_text())
-    model = SwinUperNet(SwinUperNetConfig(aux_channels=256))
+    model = _full_model(aux_channels=256)
     ours = [
         (k, list(v.shape), str(v.dtype).removeprefix("torch."))
         for k, v in model.state_dict().items()
     ]
     theirs = [(e["key"], e["shape"], e["dtype"]) for e in manifest["keys"]]
-    assert ours == theirs
-    inference_only = SwinUperNet()
-    assert list(inference_only.state_dict()) == [
-        k for k, _, _ in theirs if not k.startswith("auxiliary_head.")
+    assert ours == [t for t in theirs if not t[0].endswith(INDEX)]
+    built = [(f"{n}.{INDEX}", list(b.shape), "int64") for n, b in _index_buffers(model)]
+    assert built == [t for t in theirs if t[0].endswith(INDEX)]  # same buffers, not saved
+    assert list(_full_model().state_dict()) == [
+        k for k, _, _ in theirs if not k.startswith("auxiliary_head.") and not k.endswith(INDEX)
     ]
+
+
+def _index_buffers(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return [
+        (name, m.relative_position_index)
+        for name, m in model.named_modules()
+        if hasattr(m, "relative_position_bias_table")
+    ]
+
+
+@requires_fixtures()
+@pytest.mark.parametrize("keep_aux", [False, True])
+def test_the_filter_maps_the_official_and_torchscript_keys_to_exactly_ours(keep_aux):
+    manifest = json.loads((FIXTURES / "full_manifest.json").read_text())
+    official = {e["key"]: torch.empty(0) for e in manifest["keys"]}
+    ts_keys = [e["key"] for e in json.loads((FIXTURES / "torchscript_keys.json").read_text())]
+    assert any(k.startswith("data_preprocessor.") for k in ts_keys)
+    exported = dict.fromkeys(ts_keys, torch.empty(0))
+    ours = list(_full_model(aux_channels=256 if keep_aux else None).state_dict())
+    assert list(checkpoint_filter_fn(official, keep_aux=keep_aux)) == ours
+    reduced = SwinUperNetConfig(
+        embed_dim=24, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), channels=64
+    )
+    reduced_ours = list(
+        _full_model(**{**reduced.to_dict(), "aux_channels": 32 if keep_aux else None}).state_dict()
+    )
+    assert list(checkpoint_filter_fn(exported, keep_aux=keep_aux)) == reduced_ours
+
+
+def test_the_filter_drops_only_foreign_and_derived_keys_and_copies_nothing():
+    model = SwinUperNet(
+        SwinUperNetConfig(
+            embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), channels=8, aux_channels=4
+        )
+    )
+    ours = model.state_dict()
+    mmseg = {"data_preprocessor.mean": torch.zeros(3, 1, 1), **ours}
+    mmseg |= {f"{n}.{INDEX}": b for n, b in _index_buffers(model)}
+    size = len(mmseg)
+    out = checkpoint_filter_fn(mmseg, keep_aux=True)
+    assert list(out) == list(ours) and all(out[k] is ours[k] for k in ours)
+    inference = checkpoint_filter_fn(mmseg)
+    assert list(inference) == [k for k in ours if not k.startswith("auxiliary_head.")]
+    assert len(mmseg) == size == len(ours) + 1 + 4  # the input is left alone
+
+
+def _edited_index_state_dict() -> dict[str, torch.Tensor]:
+    """``reduced.pth`` with every stored relative_position_index transposed (1.35 off if used)."""
+    sd = torch.load(FIXTURES / "reduced.pth", weights_only=True)["state_dict"]
+    edited = {k: v.t().contiguous() if k.endswith(INDEX) else v for k, v in sd.items()}
+    assert sum(not torch.equal(edited[k], sd[k]) for k in sd if k.endswith(INDEX)) == 8
+    return edited
+
+
+@requires_fixtures()
+def test_an_edited_relative_position_index_in_a_checkpoint_is_ignored(tmp_path):
+    path = tmp_path / "edited.pth"
+    torch.save({"state_dict": _edited_index_state_dict()}, path)
+    model = load_model_file(path)
+    for _, index in _index_buffers(model):
+        assert torch.equal(index, relative_position_index(12))
+    _check_against_mmseg(model)
+
+
+@requires_fixtures()
+def test_converted_files_hold_no_derived_buffers_and_older_ones_that_do_still_load(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    new = convert(FIXTURES / "reduced.pth", tmp_path / "new.safetensors")
+    with safe_open(str(new), framework="pt") as f:
+        assert not any(k.endswith(INDEX) for k in f.keys())
+        meta, sd = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    indices = {k: v for k, v in _edited_index_state_dict().items() if k.endswith(INDEX)}
+    old = tmp_path / "old.safetensors"  # as conversions wrote them before, index edited
+    save_file({**sd, **indices}, str(old), metadata=meta)
+    _check_against_mmseg(load_model_file(old))
 
 
 @requires_fixtures()

@@ -12,7 +12,12 @@ from PIL import Image
 from comfyui_pal import cli
 from comfyui_pal.models import load_model_file, read_checkpoint
 from comfyui_pal.models.loading import save_checkpoint
-from comfyui_pal.models.pal_lite import PalLite, imagenet_filter_fn, load_imagenet_encoder
+from comfyui_pal.models.pal_lite import (
+    LITE0_STAGES,
+    PalLite,
+    checkpoint_filter_fn,
+    load_imagenet_encoder,
+)
 from comfyui_pal.training.datasets import (
     HELD_OUT,
     FolderDataset,
@@ -55,7 +60,7 @@ def test_imagenet_weights_fill_every_encoder_tensor():
     assert n == sum(1 for k in model.state_dict() if k.startswith("encoder."))
 
 
-def test_imagenet_filter_drops_the_classifier_and_renames_blocks():
+def test_the_filter_drops_the_imagenet_classifier_and_renames_blocks():
     sd = {
         "_conv_stem.weight": torch.zeros(1),
         "_bn0.running_mean": torch.zeros(1),
@@ -65,13 +70,38 @@ def test_imagenet_filter_drops_the_classifier_and_renames_blocks():
         "_conv_head.weight": torch.zeros(1),
         "_fc.weight": torch.zeros(1),
     }
-    assert set(imagenet_filter_fn(sd)) == {
+    assert set(checkpoint_filter_fn(sd)) == {
         "encoder.stem.0.weight",
         "encoder.stem.1.running_mean",
         "encoder.blocks.0.depthwise.0.weight",
         "encoder.blocks.3.expand.0.weight",
         "encoder.blocks.3.project.1.bias",
     }
+
+
+def _imagenet_lite0_keys() -> list[str]:
+    """Every key of an EfficientNet-Lite0 ImageNet state_dict (EfficientNet-PyTorch names)."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = ["_conv_stem.weight", *(f"_bn0.{k}" for k in bn)]
+    expansions = [e for e, _, _, _, repeats in LITE0_STAGES for _ in range(repeats)]
+    for i, expand in enumerate(expansions):
+        if expand != 1:
+            keys += [f"_blocks.{i}._expand_conv.weight", *(f"_blocks.{i}._bn0.{k}" for k in bn)]
+        keys += [f"_blocks.{i}._depthwise_conv.weight", *(f"_blocks.{i}._bn1.{k}" for k in bn)]
+        keys += [f"_blocks.{i}._project_conv.weight", *(f"_blocks.{i}._bn2.{k}" for k in bn)]
+    return [*keys, "_conv_head.weight", *(f"_bn1.{k}" for k in bn), "_fc.weight", "_fc.bias"]
+
+
+def test_the_filter_maps_a_whole_imagenet_dict_onto_exactly_the_encoder_keys():
+    mapped = checkpoint_filter_fn({k: torch.zeros(1) for k in _imagenet_lite0_keys()})
+    encoder = [k for k in PalLite().state_dict() if k.startswith("encoder.")]
+    assert sorted(mapped) == sorted(encoder)
+
+
+def test_the_filter_passes_our_own_keys_through_unchanged():
+    sd = PalLite().state_dict()
+    out = checkpoint_filter_fn(sd)
+    assert list(out) == list(sd) and all(out[k] is sd[k] for k in sd)
 
 
 def test_fine_tuning_runs_resumes_and_writes_safetensors(tmp_path):

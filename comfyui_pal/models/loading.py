@@ -10,7 +10,9 @@ Formats, told apart by their bytes (never by extension alone):
   the official files) and is wrong on other shapes; our native module gives probabilities too.
 
 The architecture and its hyper-parameters are inferred from the weights, so reduced, full
-and future variants load without a config file.
+and future variants load without a config file. Mapping foreign keys onto ours is not done
+here: each architecture file has one ``checkpoint_filter_fn`` for it, applied to every file
+read (ours included, so older conversions holding derived buffers still load).
 """
 
 from __future__ import annotations
@@ -20,35 +22,53 @@ import json
 import pickle
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import Tensor, nn
+from torch import Tensor
 
-from .pal_lite import ARCH as LITE_ARCH
-from .pal_lite import PalLite, PalLiteConfig
-from .pal_lite import config_from_state_dict as lite_config_from_state_dict
-from .swin_upernet import ARCH as SWIN_ARCH
-from .swin_upernet import SwinUperNet, SwinUperNetConfig, config_from_state_dict
+from . import pal_lite, swin_upernet
+from .base import Segmentor
 
 FORMAT_TAG = "comfyui-pal"
 FORMAT_VERSION = "1"
 
-# arch name -> (module class, config class, infer-config-from-state_dict function)
-ARCHITECTURES = {
-    SWIN_ARCH: (SwinUperNet, SwinUperNetConfig, config_from_state_dict),
-    LITE_ARCH: (PalLite, PalLiteConfig, lite_config_from_state_dict),
-}
+StateDict = dict[str, Tensor]
 
-_DROPPED_PREFIXES = ("data_preprocessor.",)  # TorchScript exports keep mmseg's mean / std
+
+class Architecture(NamedTuple):
+    """What the loader needs of one architecture; all of it lives in the architecture file."""
+
+    model: type[Segmentor]
+    config: type  # dataclass with to_dict() / from_dict()
+    config_from_state_dict: Callable[..., object]  # (state_dict, keep_aux) -> config
+    checkpoint_filter_fn: Callable[..., StateDict]  # (state_dict, keep_aux) -> our keys
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    swin_upernet.ARCH: Architecture(
+        swin_upernet.SwinUperNet,
+        swin_upernet.SwinUperNetConfig,
+        swin_upernet.config_from_state_dict,
+        swin_upernet.checkpoint_filter_fn,
+    ),
+    pal_lite.ARCH: Architecture(
+        pal_lite.PalLite,
+        pal_lite.PalLiteConfig,
+        pal_lite.config_from_state_dict,
+        pal_lite.checkpoint_filter_fn,
+    ),
+}
 
 
 @dataclass
 class Checkpoint:
-    """Weights read from a file, with what was learnt about them."""
+    """Weights read from a file (under our key names), with what was learnt about them."""
 
     state_dict: dict[str, Tensor]
     arch: str
@@ -136,10 +156,11 @@ def _read_torchscript(path: Path) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def _clean(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    if sd and all(k.startswith("module.") for k in sd):  # saved from DistributedDataParallel
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return {k: v for k, v in sd.items() if not k.startswith(_DROPPED_PREFIXES)}
+def _strip_ddp_prefix(sd: StateDict) -> StateDict:
+    """Undo DistributedDataParallel's ``module.`` prefix (only when every key has it)."""
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
 
 
 def detect_arch(sd: dict[str, Tensor]) -> str:
@@ -148,9 +169,9 @@ def detect_arch(sd: dict[str, Tensor]) -> str:
     if any(k.startswith("backbone.stages.") for k in keys) and any(
         k.startswith("decode_head.psp_modules.") for k in keys
     ):
-        return SWIN_ARCH
+        return swin_upernet.ARCH
     if any(k.startswith("encoder.blocks.") for k in keys) and "decoder.classifier.weight" in sd:
-        return LITE_ARCH
+        return pal_lite.ARCH
     sample = ", ".join(keys[:4]) or "no tensors"
     raise ValueError(
         f"unknown checkpoint layout ({len(keys)} tensors: {sample}, ...); expected a PAL "
@@ -178,28 +199,32 @@ def read_checkpoint(path: str | Path, keep_aux: bool = False) -> Checkpoint:
             f"{path} is not a checkpoint this pack reads (found neither safetensors, a torch "
             "zip / pickle nor TorchScript); expected .safetensors, mmseg .pth or end2end.pt"
         )
-    sd = _clean(sd)
+    sd = _strip_ddp_prefix(sd)
+    config: dict | None = None
     if meta.get("format") == FORMAT_TAG:
         arch = meta.get("arch", "")
         if arch not in ARCHITECTURES:
             raise ValueError(
-                f"{path} declares architecture {arch!r}; known: {sorted(ARCHITECTURES)}"
+                f"{path} declares architecture {arch!r}; known: {sorted(ARCHITECTURES)}; "
+                "it was written by a newer comfyui-pal (update the pack) or edited"
             )
         config = json.loads(meta.get("config", "{}"))
     else:
         arch = detect_arch(sd)
-        config = ARCHITECTURES[arch][2](sd, keep_aux=keep_aux).to_dict()
+    spec = ARCHITECTURES[arch]
+    sd = spec.checkpoint_filter_fn(sd, keep_aux=keep_aux)
+    if config is None:
+        config = spec.config_from_state_dict(sd, keep_aux=keep_aux).to_dict()
     if not keep_aux and "aux_channels" in config:
-        sd = {k: v for k, v in sd.items() if not k.startswith("auxiliary_head.")}
-        config["aux_channels"] = None
+        config["aux_channels"] = None  # its weights were dropped by the filter
     return Checkpoint(sd, arch, config, fmt, meta)
 
 
-def build_model(ckpt: Checkpoint) -> nn.Module:
+def build_model(ckpt: Checkpoint) -> Segmentor:
     """Instantiate the checkpoint's architecture and load its weights strictly (eval mode)."""
-    cls, cfg_cls, _ = ARCHITECTURES[ckpt.arch]
+    spec = ARCHITECTURES[ckpt.arch]
     with torch.device("meta"):  # no random init, no second copy of the weights
-        model = cls(cfg_cls.from_dict(ckpt.config))
+        model = spec.model(spec.config.from_dict(ckpt.config))
     expected = model.state_dict()
     missing = [k for k in expected if k not in ckpt.state_dict]
     unexpected = [k for k in ckpt.state_dict if k not in expected]
@@ -226,21 +251,25 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
         for k, v in ckpt.state_dict.items()
     }
     model.load_state_dict(sd, strict=True, assign=True)
+    model.init_non_persistent_buffers()  # derived buffers are built, not loaded
     return model.eval().requires_grad_(False)
 
 
 def load_model_file(
     path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-) -> nn.Module:
+) -> Segmentor:
     """Read, build and place a detector without any caching (see ``cache.load_model``)."""
     model = build_model(read_checkpoint(path))
     return model.to(device=device, dtype=dtype) if dtype else model.to(device)
 
 
 def save_checkpoint(
-    model: nn.Module, path: str | Path, *, half: bool = False, extra: dict | None = None
+    model: Segmentor, path: str | Path, *, half: bool = False, extra: dict | None = None
 ) -> Path:
-    """Write ``model`` as our safetensors with architecture + config metadata."""
+    """Write ``model`` as our safetensors with architecture + config metadata.
+
+    Only ``state_dict()`` is written, so derived (non-persistent) buffers are not.
+    """
     path = Path(path)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:

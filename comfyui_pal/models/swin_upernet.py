@@ -7,6 +7,10 @@ head's stride-4 logits resized straight to ``H x W`` (bilinear, align_corners=Fa
 The auxiliary FCN head (``auxiliary_head.*`` in official checkpoints) only adds a training
 loss; it is built when ``config.aux_channels`` is set (for fine-tuning) and otherwise its
 weights are dropped on load.
+
+Module names are mmseg's, so an mmseg state_dict loads by name; ``checkpoint_filter_fn`` holds
+everything else a foreign checkpoint needs (what to drop). The ``Segmentor`` interface names
+``backbone`` as ``encoder`` and ``decode_head.conv_seg`` as ``classifier``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 from torch import Tensor, nn
 
+from .base import Segmentor
 from .swin import SwinTransformer
 from .uper_head import FCNHead, UPerHead, resize
 
@@ -50,7 +55,7 @@ class SwinUperNetConfig:
         return cls(**known)
 
 
-class SwinUperNet(nn.Module):
+class SwinUperNet(Segmentor):
     """Swin + UPerNet segmentor with mmseg module names (``backbone``, ``decode_head``)."""
 
     arch = ARCH
@@ -74,6 +79,16 @@ class SwinUperNet(nn.Module):
                 chans[config.aux_in_index], config.aux_channels, config.num_classes
             )
 
+    @property
+    def encoder(self) -> SwinTransformer:
+        """The Swin backbone (stored as ``backbone``, mmseg's name)."""
+        return self.backbone
+
+    @property
+    def classifier(self) -> nn.Conv2d:
+        """The final 1x1 conv of the decode head (stored as ``decode_head.conv_seg``)."""
+        return self.decode_head.conv_seg
+
     def forward(self, x: Tensor) -> Tensor:
         """Normalised ``[B,3,H,W]`` -> logits ``[B,num_classes,H,W]``."""
         return resize(self.decode_head(self.backbone(x)), x.shape[2:])
@@ -86,6 +101,39 @@ class SwinUperNet(nn.Module):
         if self.auxiliary_head is not None:
             aux = self.auxiliary_head(feats[self.config.aux_in_index])
         return logits, aux
+
+    def drop_auxiliary_head(self) -> None:
+        """Remove the auxiliary FCN head and set ``config.aux_channels`` to None."""
+        self.auxiliary_head = None
+        self.config = SwinUperNetConfig.from_dict({**self.config.to_dict(), "aux_channels": None})
+
+
+# mmseg keys that are not weights of this model:
+# - data_preprocessor.{mean,std}: mmseg's normalisation, kept by TorchScript exports;
+# - *.relative_position_index: a constant of the window size, rebuilt by WindowMSA.
+_FOREIGN_PREFIXES = ("data_preprocessor.",)
+_DERIVED_SUFFIXES = (".relative_position_index",)
+_AUX_PREFIX = "auxiliary_head."
+
+
+def checkpoint_filter_fn(
+    state_dict: dict[str, Tensor], keep_aux: bool = False
+) -> dict[str, Tensor]:
+    """Map an mmseg (0.x / 1.x ``.pth`` or ``end2end.pt``) state_dict onto this model's keys.
+
+    Every parameter already has mmseg's name, so mapping is dropping: mmseg's normaliser
+    buffers, the derived ``relative_position_index`` buffers and, unless ``keep_aux``, the
+    training-only ``auxiliary_head.*``. Our own safetensors pass through unchanged (older
+    conversions lose their stored index). The input is not modified; values are not copied.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith(_FOREIGN_PREFIXES) or key.endswith(_DERIVED_SUFFIXES):
+            continue
+        if not keep_aux and key.startswith(_AUX_PREFIX):
+            continue
+        out[key] = value
+    return out
 
 
 def config_from_state_dict(sd: dict[str, Tensor], keep_aux: bool = False) -> SwinUperNetConfig:

@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from ..models.base import Segmentor
 from ..pipelines.detect import detect
 from .datasets import benchmark_samples, find_sources, load_source, random_view, split_sources
 from .metrics import Counts
@@ -23,7 +23,7 @@ MAX_CLEAN_PAR = 0.002
 
 
 def best_threshold(
-    model: nn.Module, count: int = 200, size: int = 384, seed: int = VALIDATION_SEED
+    model: Segmentor, count: int = 200, size: int = 384, seed: int = VALIDATION_SEED
 ) -> tuple[float, dict[float, dict]]:
     """F1-best probability threshold on a validation set among those that flag at most
     ``MAX_CLEAN_PAR`` of clean validation views; returns (threshold, stats per threshold)."""
@@ -46,12 +46,19 @@ def best_threshold(
     return max(allowed, key=lambda t: stats[t]["f1"]), stats
 
 
-def shift_decision(model: nn.Module, threshold: float) -> None:
-    """Make ``p > 0.5`` of the returned model equal ``p > threshold`` of the given one."""
-    head = getattr(getattr(model, "decoder", None), "classifier", None)
-    head = head if head is not None else model.decode_head.conv_seg
+def shift_decision(model: Segmentor, threshold: float) -> None:
+    """Make ``p > 0.5`` of the model equal ``p > threshold`` before (in place).
+
+    ``p = sigmoid(l1 - l0)`` for 2 classes, so lowering the class-1 bias of the final 1x1
+    classifier by ``logit(threshold)`` moves the decision point; the resize after it is linear
+    with weights summing to 1, so the shift is exact at every pixel.
+    """
+    if not 0 < threshold < 1:
+        raise ValueError(
+            f"threshold {threshold} is not a probability in (0, 1); pass one strictly between"
+        )
     with torch.no_grad():
-        head.bias[1] -= math.log(threshold / (1 - threshold))
+        model.classifier.bias[1] -= math.log(threshold / (1 - threshold))
 
 
 def calibrate(src: str | Path, dst: str | Path, count: int = 200) -> tuple[float, dict]:

