@@ -1,4 +1,8 @@
-"""Shared test helpers. Tests read like a specification: one behaviour per test."""
+"""Shared test helpers. Tests read like a specification: one behaviour per test.
+
+Tests that take ``device`` and ``dtype`` run once per pair (kornia's habit): CPU and, when
+available, CUDA; float32, float16 and bfloat16. ``--device`` / ``--dtype`` narrow the sets.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,75 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "pal_mmseg"
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# How far a soft (non-integer) result in each dtype may be from the float32 CPU result, in
+# 0..1 units: the dtype's machine epsilon, two roundings near 1; float32 (on another device
+# only) gets room for a different summation order.
+SOFT_TOLERANCE = {torch.float32: 1e-5, torch.float16: 2**-10, torch.bfloat16: 2**-7}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        default="all",
+        help="devices for tests taking `device`: cpu, cuda or all available (default)",
+    )
+    parser.addoption(
+        "--dtype",
+        default="all",
+        help="dtypes for tests taking `dtype`: float32, float16, bfloat16, comma-separated, "
+        "or all (default)",
+    )
+
+
+def _chosen(option: str, available: list[str], what: str) -> list[str]:
+    if option == "all":
+        return available
+    names = option.split(",")
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise pytest.UsageError(f"--{what} {unknown} not available here; choose from {available}")
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    config = metafunc.config
+    if "device" in metafunc.fixturenames:
+        available = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+        names = _chosen(config.getoption("--device"), available, "device")
+        metafunc.parametrize("device", names, indirect=True)
+    if "dtype" in metafunc.fixturenames:
+        names = _chosen(config.getoption("--dtype"), list(DTYPES), "dtype")
+        metafunc.parametrize("dtype", names, indirect=True)
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Each device of the run (see the module docstring)."""
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def dtype(request: pytest.FixtureRequest) -> torch.dtype:
+    """Each floating dtype of the run (see the module docstring)."""
+    return DTYPES[request.param]
+
+
+def exact_in_every_dtype(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (0..1) rounded to multiples of 1/256, which float16 and bfloat16 hold exactly.
+
+    Inputs made so are the same numbers in every dtype, so results can be compared with the
+    float32 result exactly wherever the operation itself is exact.
+    """
+    return (x * 256).round() / 256
+
+
+def assert_soft_close(out: torch.Tensor, reference: torch.Tensor, steps: float = 1) -> None:
+    """``out`` (any device, dtype) agrees with the float32 CPU ``reference`` within ``steps``
+    times ``SOFT_TOLERANCE`` of ``out``'s dtype (more for chains of rounded operations)."""
+    atol = steps * SOFT_TOLERANCE[out.dtype]
+    torch.testing.assert_close(out.cpu().float(), reference.float(), atol=atol, rtol=0)
 
 
 @pytest.fixture

@@ -87,6 +87,7 @@ def _stand_in_model(tmp_path):
     return save_checkpoint(model, tmp_path / "m.safetensors")
 
 
+@pytest.mark.slow
 def test_fix_finishes_good_files_reports_bad_ones_and_resumes(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -87,6 +87,7 @@ def test_flip_tta_averages_the_mirrored_pass():
     assert torch.allclose(tta, torch.full_like(tta, 0.5), atol=1e-5)
 
 
+@pytest.mark.slow
 @requires_fixtures()
 def test_resize_mode_on_a_512_image_is_the_official_inference():
     model = pal.load_model(FIXTURES / "reduced.pth", device="cpu")

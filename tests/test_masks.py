@@ -7,7 +7,7 @@ from collections import deque
 import numpy as np
 import pytest
 import torch
-from conftest import blob_mask
+from conftest import assert_soft_close, blob_mask, exact_in_every_dtype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -238,3 +238,102 @@ def test_negative_sizes_raise():
         masks.remove_small(m, -1)
     with pytest.raises(ValueError, match="sigma"):
         masks.feather(m, -2.0)
+
+
+# --- every device and dtype: the float32 CPU result, in the input's dtype and device --------
+
+
+def _binary_masks() -> torch.Tensor:
+    """``[2,40,56]`` 0/1 masks: discs, a speck, a ring with a hole, regions on the border."""
+    m = blob_mask(40, 56, [(12, 12, 6), (44, 25, 9), (30, 34, 1)], batch=2)
+    m[1] -= blob_mask(40, 56, [(44, 25, 4)])[0]
+    m[1, 0:5, 0:7] = 1
+    return m
+
+
+def _soft_masks() -> torch.Tensor:
+    """``[2,40,56]`` soft masks in 0..1 whose values every dtype holds exactly."""
+    g = torch.Generator().manual_seed(5)
+    return exact_in_every_dtype(torch.rand(2, 40, 56, generator=g))
+
+
+def _same_kind(out: torch.Tensor, device: torch.device, dtype: torch.dtype) -> None:
+    assert out.device.type == device.type and out.dtype == dtype
+
+
+def test_threshold_is_exact_in_every_dtype_and_device(device, dtype):
+    m = _soft_masks()
+    out = masks.threshold(m.to(device, dtype), 0.6)  # 0.6 is 0.6016 in bfloat16
+    _same_kind(out, device, dtype)
+    assert torch.equal(out.cpu().float(), masks.threshold(m, 0.6))
+
+
+def test_invert_is_exact_in_every_dtype_and_device(device, dtype):
+    m = _soft_masks()
+    out = masks.invert(m.to(device, dtype))
+    _same_kind(out, device, dtype)
+    assert torch.equal(out.cpu().float(), masks.invert(m))
+
+
+@pytest.mark.parametrize("px", [4, -3])
+def test_grow_and_shrink_are_exact_in_every_dtype_and_device(px, device, dtype):
+    m = _binary_masks()
+    out = masks.grow(m.to(device, dtype), px)
+    _same_kind(out, device, dtype)
+    assert torch.equal(out.cpu().float(), masks.grow(m, px))
+
+
+def test_fill_holes_is_exact_in_every_dtype_and_device(device, dtype):
+    m = _binary_masks()
+    out = masks.fill_holes(m.to(device, dtype))
+    _same_kind(out, device, dtype)
+    assert torch.equal(out.cpu().float(), masks.fill_holes(m))
+
+
+def test_remove_small_is_exact_in_every_dtype_and_device(device, dtype):
+    m = _binary_masks()
+    out = masks.remove_small(m.to(device, dtype), 20)
+    _same_kind(out, device, dtype)
+    assert torch.equal(out.cpu().float(), masks.remove_small(m, 20))
+
+
+def test_label_gives_the_same_int32_labels_in_every_dtype_and_device(device, dtype):
+    m = _binary_masks()
+    labels, counts = masks.label(m.to(device, dtype))
+    ref_labels, ref_counts = masks.label(m)
+    assert labels.device.type == device.type and labels.dtype == torch.int32
+    assert counts == ref_counts and torch.equal(labels.cpu(), ref_labels)
+
+
+def test_find_regions_gives_the_same_regions_in_every_dtype_and_device(device, dtype):
+    m, probs = _binary_masks(), _soft_masks()
+    found = masks.find_regions(m.to(device, dtype), probs.to(device, dtype))
+    reference = masks.find_regions(m, probs)
+    assert [(r.batch_index, r.id, r.box, r.area_px) for r in found] == [
+        (r.batch_index, r.id, r.box, r.area_px) for r in reference
+    ]
+    assert [r.max_prob for r in found] == [r.max_prob for r in reference]
+    assert [r.mean_prob for r in found] == pytest.approx([r.mean_prob for r in reference])
+
+
+def test_blur_matches_float32_in_every_dtype_and_device(device, dtype):
+    m = _soft_masks()
+    out = masks.blur(m.to(device, dtype), 1.5)
+    _same_kind(out, device, dtype)
+    assert_soft_close(out, masks.blur(m, 1.5))
+
+
+def test_feather_matches_float32_in_every_dtype_and_device(device, dtype):
+    m = _binary_masks()
+    out = masks.feather(m.to(device, dtype), 2.0)
+    _same_kind(out, device, dtype)
+    assert_soft_close(out, masks.feather(m, 2.0))
+    assert torch.all(out[m.to(device) > 0] == 1)  # still outward only
+
+
+def test_refine_matches_float32_in_every_dtype_and_device(device, dtype):
+    m = _soft_masks()
+    opts = {"threshold": 0.6, "grow": 1, "fill_holes": True, "min_area": 8, "feather": 1.0}
+    out = masks.refine(m.to(device, dtype), **opts)
+    _same_kind(out, device, dtype)
+    assert_soft_close(out, masks.refine(m, **opts))

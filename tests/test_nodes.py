@@ -78,6 +78,7 @@ def test_every_node_declares_a_consistent_classic_interface(pack):
                 assert options["min"] <= options["default"] <= options["max"], (name, arg)
 
 
+@pytest.mark.slow
 def test_library_imports_without_comfyui_present():
     code = (
         "import sys, importlib.abc\n"
@@ -143,6 +144,7 @@ def test_a_mask_where_an_image_is_expected_is_named(pack):
         crop_cls().crop(torch.rand(1, 64, 64), torch.zeros(1, 64, 64), **_defaults(crop_cls))
 
 
+@pytest.mark.slow
 def test_detect_and_auto_fix_nodes_run_on_comfy_layouts(pack, tmp_path, monkeypatch):
     from comfyui_pal.models.loading import save_checkpoint
     from comfyui_pal.models.pal_lite import PalLite

@@ -149,6 +149,7 @@ def test_image_jobs_upload_and_fill_every_load_image_node(tmp_path, comfy):
     assert sorted(p["1"]["inputs"]["image"] for p in comfy.prompts) == ["a.png", "b.png"]
 
 
+@pytest.mark.slow
 def test_a_transient_server_error_is_retried(tmp_path):
     server = FakeComfy(flaky=True)
     try:

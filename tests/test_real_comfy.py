@@ -25,11 +25,14 @@ HARNESS = SHARED / "comfy" / "comfy_harness.sh"
 COMFY_DIR = Path(os.environ.get("COMFY_DIR", "/tmp/comfyui"))
 COMFY_PY = Path(os.environ.get("COMFY_VENV", "/tmp/comfy-venv")) / "bin" / "python"
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("COMFY_MIRROR") or not HARNESS.exists(),
-    reason="set COMFY_MIRROR to a ComfyUI git checkout (bash .ci/comfy_mirror.sh makes one) "
-    "and keep ../shared/comfy, to run the pack in a real ComfyUI",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.environ.get("COMFY_MIRROR") or not HARNESS.exists(),
+        reason="set COMFY_MIRROR to a ComfyUI git checkout (bash .ci/comfy_mirror.sh makes one) "
+        "and keep ../shared/comfy, to run the pack in a real ComfyUI",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import blob_mask
+from conftest import assert_soft_close, blob_mask, exact_in_every_dtype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -338,3 +338,89 @@ def test_blend_mask_reaches_exactly_as_far_as_documented():
     dist = ((yy - 50) ** 2 + (xx - 50) ** 2).float().sqrt()
     assert torch.all(weight[dist > reach] == 0)
     assert torch.all(weight[dist <= radius / 2] > 0.97)
+
+
+# --- every device and dtype: the float32 CPU result, in the input's dtype and device --------
+
+
+def _scene() -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``[2,3,60,90]`` image and ``[2,60,90]`` 0/1 mask that every dtype holds exactly."""
+    mask = blob_mask(60, 90, [(20, 20, 6), (70, 40, 9)], batch=2)
+    mask[1] = torch.flip(mask[1], dims=(1,))
+    return exact_in_every_dtype(_image(2, 60, 90)), mask
+
+
+def _edit(crops: torch.Tensor) -> torch.Tensor:
+    """An inpainter's output: new content that every dtype holds exactly."""
+    g = torch.Generator().manual_seed(3)
+    return exact_in_every_dtype(torch.rand(crops.shape, generator=g))
+
+
+def _same_kind(out: torch.Tensor, device: torch.device, dtype: torch.dtype) -> None:
+    assert out.device.type == device.type and out.dtype == dtype
+
+
+def test_plan_crops_plans_the_same_crops_in_every_dtype_and_device(device, dtype):
+    _, mask = _scene()
+    plan = regions.plan_crops(mask.to(device, dtype), target_size=64)
+    reference = regions.plan_crops(mask, target_size=64)
+    assert plan.to_dict(include_masks=False) == reference.to_dict(include_masks=False)
+    for crop, ref in zip(plan.crops, reference.crops, strict=True):
+        assert torch.equal(crop.mask.cpu().float(), ref.mask)
+
+
+def test_cut_window_is_exact_in_every_dtype_and_device(device, dtype):
+    image, _ = _scene()
+    box = (-7, 40, 30, 75)  # past the left and bottom borders
+    out = regions.cut_window(image[0].to(device, dtype), box, "reflect")
+    _same_kind(out, device, dtype)
+    assert torch.equal(out.cpu().float(), regions.cut_window(image[0], box, "reflect"))
+
+
+@pytest.mark.parametrize("size", [(128, 192), (23, 31)], ids=["up", "down"])
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
+def test_resize_matches_float32_in_every_dtype_and_device(size, mode, device, dtype):
+    image, _ = _scene()
+    out = regions.resize(image.to(device, dtype), size, mode)
+    _same_kind(out, device, dtype)
+    assert_soft_close(out, regions.resize(image, size, mode))
+
+
+def test_blend_mask_matches_float32_in_every_dtype_and_device(device, dtype):
+    _, mask = _scene()
+    out = regions.blend_mask(mask.to(device, dtype), 8)
+    _same_kind(out, device, dtype)
+    assert_soft_close(out, regions.blend_mask(mask, 8))
+
+
+def test_crop_regions_matches_float32_in_every_dtype_and_device(device, dtype):
+    image, mask = _scene()
+    crops, crop_masks, _ = regions.crop_regions(
+        image.to(device, dtype), mask.to(device, dtype), target_size=64
+    )
+    ref_crops, ref_masks, _ = regions.crop_regions(image, mask, target_size=64)
+    _same_kind(crops, device, dtype)
+    _same_kind(crop_masks, device, dtype)
+    assert_soft_close(crops, ref_crops)
+    assert_soft_close(crop_masks, ref_masks)
+
+
+@pytest.mark.parametrize("color_match", [False, True])
+def test_stitch_matches_float32_in_every_dtype_and_device(color_match, device, dtype):
+    image, mask = _scene()
+    crops, _, plan = regions.crop_regions(image, mask, target_size=64)
+    x = image.to(device, dtype)
+    out = regions.stitch(x, _edit(crops).to(device, dtype), plan, color_match=color_match)
+    _same_kind(out, device, dtype)
+    reference = regions.stitch(image, _edit(crops), plan, color_match=color_match)
+    assert_soft_close(out, reference, steps=2)  # resampled, mixed, colour matched
+
+
+def test_stitch_keeps_far_pixels_bit_exact_in_every_dtype_and_device(device, dtype):
+    image, mask = _scene()
+    x = image.to(device, dtype)
+    crops, _, plan = regions.crop_regions(x, mask.to(device, dtype), target_size=64)
+    out = regions.stitch(x, _edit(crops), plan)
+    _, _, cpu_plan = regions.crop_regions(image, mask, target_size=64)  # the same plan
+    outside = _outside_blend(cpu_plan, 16)[:, None].expand_as(image).to(device)
+    assert outside.any() and torch.equal(out[outside], x[outside])

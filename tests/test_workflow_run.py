@@ -60,6 +60,7 @@ def stand_in(monkeypatch):
     return pack, core_nodes(IMAGES, saved), saved, log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", API, ids=lambda p: p.stem)
 def test_every_api_example_runs_through_the_pack_nodes(path, stand_in):
     pack, core, saved, log = stand_in

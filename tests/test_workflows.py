@@ -1,6 +1,7 @@
-"""Example workflows: current and valid against the node definitions.
+"""Example workflows: current and valid against the node definitions; the graph builder.
 
-They run in process in test_workflow_run.py and in a real ComfyUI in test_real_comfy.py.
+The examples (examples/build_workflows.py, loaded by path) run in process in
+test_workflow_run.py and in a real ComfyUI in test_real_comfy.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import sys
 import pytest
 from conftest import REPO
 
-from comfyui_pal.io.workflow_check import validate_api, validate_ui
+from comfyui_pal.io.workflow_check import CORE_NODES, validate_api, validate_ui
+from comfyui_pal.io.workflows import Graph
 
 spec = importlib.util.spec_from_file_location(
     "build_workflows", REPO / "examples" / "build_workflows.py"
@@ -80,3 +82,46 @@ def test_the_checks_catch_broken_workflows(defs):
     bad = copy.deepcopy(api)
     bad["99"] = {"class_type": "NoSuchNode", "inputs": {}}
     assert any("unknown type NoSuchNode" in p for p in validate_api(bad, defs))
+
+
+def test_left_out_widgets_get_their_defaults_and_the_frontends_extra_values():
+    g = Graph(CORE_NODES)
+    g.add("LoadImage", (0, 0), {"image": "a.png"})
+    g.add("KSampler", (0, 0), {"seed": 5})
+    load, ks = g.ui("t")["nodes"]
+    assert load["widgets_values"] == ["a.png", "image"]  # the upload button's value
+    assert ks["widgets_values"] == [5, "fixed", 20, 8.0, "euler", "normal", 1.0]
+    assert g.api()["2"]["inputs"] == {
+        "seed": 5,
+        "steps": 20,
+        "cfg": 8.0,
+        "sampler_name": "euler",
+        "scheduler": "normal",
+        "denoise": 1.0,
+    }
+
+
+def test_a_link_is_an_id_pair_in_the_api_format_and_a_typed_link_in_the_ui_format():
+    g = Graph(CORE_NODES)
+    load = g.add("LoadImage", (0, 0), {"image": "a.png"})
+    g.add("SaveImage", (400, 0), images=(load, 0))
+    ui = g.ui("t")
+    assert ui["links"] == [[1, 1, 0, 2, 0, "IMAGE"]]
+    assert ui["nodes"][0]["outputs"][0]["links"] == [1]
+    assert g.api()["2"]["inputs"]["images"] == ["1", 0]
+
+
+def test_notes_are_in_the_ui_format_only():
+    g = Graph(CORE_NODES)
+    g.note((0, 0), "read me")
+    g.add("EmptyLatentImage", (0, 300))
+    assert [n["type"] for n in g.ui("t")["nodes"]] == ["Note", "EmptyLatentImage"]
+    assert [n["class_type"] for n in g.api().values()] == ["EmptyLatentImage"]
+
+
+def test_unknown_node_types_and_input_names_are_refused():
+    g = Graph(CORE_NODES)
+    with pytest.raises(ValueError, match="unknown node type"):
+        g.add("NoSuchNode", (0, 0))
+    with pytest.raises(ValueError, match=r"no inputs named \['stpes'\]"):
+        g.add("KSampler", (0, 0), {"stpes": 3})

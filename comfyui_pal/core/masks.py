@@ -56,11 +56,15 @@ def _binary(mask: Tensor, name: str = "mask") -> Tensor:
 
 
 def threshold(mask: Tensor, value: float = 0.5) -> Tensor:
-    """Binary mask ``[B,H,W]``: 1 where ``mask > value``, else 0."""
+    """Binary mask ``[B,H,W]`` in ``mask``'s dtype: 1 where ``mask > value``, else 0.
+
+    Half-precision masks are compared in float32, so ``value`` is not rounded to their
+    precision first (bfloat16 would turn 0.6 into 0.6016).
+    """
     check_mask(mask)
     if not 0.0 <= value < 1.0:
         raise ValueError(f"threshold must be in [0, 1), got {value}")
-    return (mask > value).to(mask.dtype)
+    return (mask.to(torch.promote_types(mask.dtype, torch.float32)) > value).to(mask.dtype)
 
 
 def invert(mask: Tensor) -> Tensor:

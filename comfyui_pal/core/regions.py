@@ -389,12 +389,16 @@ def cut_window(image: Tensor, box: tuple[int, int, int, int], pad_mode: str) -> 
 def resize(x: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Tensor:
     """Resize ``[N,C,h,w]`` float to ``size`` ``(height, width)``.
 
-    Bicubic (or bilinear) with antialiasing when shrinking, computed in float; no clamping.
+    Bicubic (or bilinear) with antialiasing when shrinking; no clamping. Computed in at least
+    float32 (PyTorch's CPU antialiasing has no float16 / bfloat16 kernels); returned in
+    ``x``'s dtype.
     """
     if tuple(x.shape[-2:]) == tuple(size):
         return x.clone()
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=shrink)
+    work = x.to(torch.promote_types(x.dtype, torch.float32))
+    out = F.interpolate(work, size=size, mode=mode, align_corners=False, antialias=shrink)
+    return out.to(x.dtype)
 
 
 def zoom_crops(image: Tensor, plan: StitchPlan) -> tuple[Tensor, Tensor]:
@@ -499,18 +503,23 @@ def _lab_stats(lab: Tensor, where: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _color_match(new: Tensor, ref: Tensor, ring: Tensor) -> Tensor:
-    """Match ``new`` ``[3,h,w]`` to ``ref`` by mean / std in Lab over the ``ring`` pixels."""
+    """Match ``new`` ``[3,h,w]`` to ``ref`` by mean / std in Lab over the ``ring`` pixels.
+
+    Computed in at least float32 (Lab lightness runs 0..100, too wide for half precision);
+    returned in ``new``'s dtype.
+    """
     if new.shape[0] != 3 or int(ring.sum()) < 16:
         return new
-    lab_new = rgb_to_lab(new.clamp(0, 1)[None])[0]
-    lab_ref = rgb_to_lab(ref.clamp(0, 1)[None])[0]
+    work = torch.promote_types(new.dtype, torch.float32)
+    lab_new = rgb_to_lab(new.to(work).clamp(0, 1)[None])[0]
+    lab_ref = rgb_to_lab(ref.to(work).clamp(0, 1)[None])[0]
     mu_n, sd_n = _lab_stats(lab_new, ring)
     mu_r, sd_r = _lab_stats(lab_ref, ring)
     gain = (sd_r / sd_n.clamp(min=1e-3)).clamp(0.5, 2.0)
     flat = mu_n.new_ones(mu_n.shape)
     gain = torch.where(sd_n < 1e-3, flat, gain)
     matched = (lab_new - mu_n) * gain + mu_r
-    return lab_to_rgb(matched[None])[0]
+    return lab_to_rgb(matched[None])[0].to(new.dtype)
 
 
 def stitch(
