@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -51,8 +52,10 @@ def option(
     return dataclasses.field(default=default, metadata={_KEY: spec})
 
 
+@functools.cache
 def fields(cls: type) -> dict[str, tuple[type, Any, Spec]]:
-    """``{name: (type, default, spec)}`` of the declared options of dataclass ``cls``, in order."""
+    """``{name: (type, default, spec)}`` of the declared options of dataclass ``cls``, in order
+    (computed once per class: ``validate`` runs on every options object made; do not mutate)."""
     hints = typing.get_type_hints(cls)
     out = {}
     for f in dataclasses.fields(cls):

@@ -18,7 +18,6 @@ from comfyui_pal.pipelines import detect as detection
 from .comfy_glue import MODEL_EXTENSIONS, comfy_progress, pal_model_dirs
 
 CATEGORY = "PAL"
-EXTENSIONS = MODEL_EXTENSIONS
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_PREFIX = "shipped/"
 
@@ -59,7 +58,7 @@ def model_choices() -> list[str]:
     for d in model_dirs():
         if d.is_dir():
             names += sorted(
-                str(p.relative_to(d)) for p in d.rglob("*") if p.suffix.lower() in EXTENSIONS
+                str(p.relative_to(d)) for p in d.rglob("*") if p.suffix.lower() in MODEL_EXTENSIONS
             )
     return names or ["(no models: put PAL4VST checkpoints in models/pal)"]
 

@@ -7,8 +7,10 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 from ..io.images import list_images, write_atomic
+from ..options import pick
 
 
 def model_parent(what: str = "detector") -> argparse.ArgumentParser:
@@ -40,6 +42,15 @@ def device(args: argparse.Namespace) -> str | None:
 def inputs(args: argparse.Namespace, out_dir: Path) -> list[Path]:
     """Image files named on the command line, never any inside the output folder."""
     return [p for p in list_images(args.inputs) if out_dir.resolve() not in p.resolve().parents]
+
+
+def prepare(args: argparse.Namespace, options: type) -> tuple[Path, list[Path], Any, Any]:
+    """What an image-folder command starts with: ``(out_dir, input files, options object of
+    class options from the flags, the --model detector on the --cpu / best device)``."""
+    from ..cache import load_model
+
+    out_dir = Path(args.out)
+    return out_dir, inputs(args, out_dir), pick(options, args), load_model(args.model, device(args))
 
 
 def write_reports(out_dir: Path, rows: list[dict], fields: list[str]) -> None:

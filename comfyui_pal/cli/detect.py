@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from ..options import add_arguments, pick
+from ..options import add_arguments
 from ..pipelines.detect import DetectOptions
-from .common import add_inputs, device, inputs, model_parent, overwrite_parent, write_reports
+from .common import add_inputs, model_parent, overwrite_parent, prepare, write_reports
 
 
 def add_threshold(p: argparse.ArgumentParser) -> None:
@@ -35,15 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Detect artifacts in files / folders; write mask + overlay per image and a PAR report."""
-    from ..cache import load_model
     from ..core.preview import overlay
     from ..io.images import load_image, save_image
     from ..pipelines.detect import detect, par
 
-    out_dir = Path(args.out)
-    files = inputs(args, out_dir)
-    opts = pick(DetectOptions, args)
-    model = load_model(args.model, device(args))
+    out_dir, files, opts, model = prepare(args, DetectOptions)
     rows, failed = [], 0
     for k, path in enumerate(files, 1):
         t0 = time.perf_counter()

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..options import add_arguments, pick
+from ..options import add_arguments
 from ..pipelines.fix import FixOptions
-from .common import add_inputs, device, inputs, model_parent, overwrite_parent, write_reports
+from .common import add_inputs, model_parent, overwrite_parent, prepare, write_reports
 
 FIELDS = [
     "image",
@@ -70,12 +70,7 @@ def fix_file(path: Path, out_dir: Path, model, opts: FixOptions, overwrite: bool
 
 def run(args: argparse.Namespace) -> int:
     """Detect and fix artifacts in files / folders; resumable, never overwriting."""
-    from ..cache import load_model
-
-    out_dir = Path(args.out)
-    files = inputs(args, out_dir)
-    opts = pick(FixOptions, args)
-    model = load_model(args.model, device(args))
+    out_dir, files, opts, model = prepare(args, FixOptions)
     report_path = out_dir / "report.json"
     rows = json.loads(report_path.read_text()) if args.resume and report_path.exists() else []
     done = {r["image"] for r in rows}

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..options import add_arguments, pick
+from ..options import add_arguments
 from ..pipelines.detect import DetectOptions
-from .common import add_inputs, device, inputs, model_parent, overwrite_parent
+from .common import add_inputs, model_parent, overwrite_parent, prepare
 from .detect import add_threshold
 
 
@@ -27,15 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Rank image files by PAR into renamed copies plus ranking.csv; resumable."""
-    from ..cache import load_model
     from ..io.images import load_image
     from ..io.ranking import score_files, write_ranking
     from ..pipelines.detect import detect, par
 
-    out_dir = Path(args.out)
-    files = inputs(args, out_dir)
-    opts = pick(DetectOptions, args)
-    model = load_model(args.model, device(args))
+    out_dir, files, opts, model = prepare(args, DetectOptions)
 
     def score(path: Path) -> float:
         return float(par(detect(model, load_image(path), opts), args.threshold)[0])

@@ -57,6 +57,11 @@ def check_image(image: object, name: str = "image") -> Tensor:
             f"{name} must be [B,C,H,W], got shape {_shape(image)}; "
             "ComfyUI IMAGE tensors [B,H,W,C] convert with comfyui_pal.core.layout.image_to_bchw"
         )
+    if image.shape[1] not in (1, 3, 4) and image.shape[-1] in (1, 3, 4):
+        raise ValueError(
+            f"{name} is {_shape(image)}, which looks like ComfyUI's IMAGE [B,H,W,C]; the library "
+            "takes [B,C,H,W]: convert with comfyui_pal.core.layout.image_to_bchw"
+        )
     if not image.is_floating_point():
         raise ValueError(
             f"{name} must be float in 0..1, got {image.dtype}; convert with image.float() / 255"

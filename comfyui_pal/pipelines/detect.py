@@ -77,11 +77,6 @@ class DetectOptions:
 def as_rgb_bchw(images: Tensor) -> Tensor:
     """``[B,C,H,W]`` (C = 1, 3 or 4) -> RGB ``[B,3,H,W]`` float32 in 0..1, checked."""
     check_image(images)
-    if images.shape[1] not in (1, 3, 4) and images.shape[-1] in (1, 3, 4):
-        raise ValueError(
-            f"images are {tuple(images.shape)}, which looks like ComfyUI's IMAGE [B,H,W,C]; the "
-            "library takes [B,C,H,W]: convert with comfyui_pal.core.layout.image_to_bchw"
-        )
     return to_rgb(images.float()).clamp(0, 1).contiguous()
 
 
@@ -96,8 +91,7 @@ def resize_input(x: Tensor, size: int = INPUT_SIZE) -> Tensor:
 
 
 def _autocast(device: torch.device, precision: str):
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    """Autocast context for ``precision`` (one of ``PRECISIONS``, checked by DetectOptions)."""
     if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
         return torch.autocast(device.type, enabled=False)
     if precision == "auto":
