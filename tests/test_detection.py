@@ -245,3 +245,17 @@ def test_bad_detection_options_raise_naming_the_option(bad, message):
 def test_a_positional_mode_string_is_refused_with_the_keyword_to_use():
     with pytest.raises(TypeError, match="mode='tiled'"):
         pal.detect(StripeDetector(), torch.rand(1, 3, 32, 32), "tiled")
+
+
+def test_the_shipped_model_resizes_with_its_own_bilinear_filter():
+    model = pal.load_model()  # PAL-Lite: tuned with antialiased bilinear, not bicubic
+    x = torch.rand(1, 3, 300, 451)
+    with torch.inference_mode():
+        ref = model(normalize(resize_input(x, 512, "bilinear")))
+        ref = F.interpolate(ref, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    assert torch.allclose(pal.detect(model, x)[0], ref.softmax(1)[0, 1], atol=1e-5)
+
+
+def test_an_unknown_resize_filter_is_refused():
+    with pytest.raises(ValueError, match="resample must be one of"):
+        resize_input(torch.rand(1, 3, 8, 8), 16, "lanczos")

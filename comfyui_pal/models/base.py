@@ -19,6 +19,8 @@ class Segmentor(nn.Module):
     A subclass provides
 
     - ``arch``: the architecture name written to and read from our safetensors;
+    - ``input_resample``: how ``detect``'s resize mode brings an image to 512x512 for this
+      model (``"bicubic"``, PIL's filter, or ``"bilinear"``), i.e. what it was trained with;
     - ``config``: a frozen dataclass with ``to_dict()`` / ``from_dict()``;
     - ``encoder``: the feature extractor (an attribute or a property);
     - ``classifier``: the final ``Conv2d(C, num_classes, 1)``, whose output, resized to the
@@ -27,6 +29,7 @@ class Segmentor(nn.Module):
     """
 
     arch: ClassVar[str]
+    input_resample: ClassVar[str] = "bicubic"
     config: Any
     encoder: nn.Module
     classifier: nn.Conv2d

@@ -131,6 +131,10 @@ class PalLite(Segmentor):
     """EfficientNet-Lite0 + FPN segmentor: normalised ``[B,3,H,W]`` -> logits ``[B,2,H,W]``."""
 
     arch = ARCH
+    # trained on native-resolution crops and tuned with antialiased bilinear resizing; bicubic
+    # (sharper, with ringing) raised its false alarms on ComfyUI's template images (mean PAR
+    # of 24 generated images 0.035 -> 0.048; line art 0.16 -> 0.44)
+    input_resample = "bilinear"
 
     def __init__(self, config: PalLiteConfig | None = None) -> None:
         super().__init__()

@@ -59,6 +59,7 @@ class SwinUperNet(Segmentor):
     """Swin + UPerNet segmentor with mmseg module names (``backbone``, ``decode_head``)."""
 
     arch = ARCH
+    input_resample = "bicubic"  # the official PAL4VST app resizes with PIL's BICUBIC
 
     def __init__(self, config: SwinUperNetConfig | None = None) -> None:
         super().__init__()

@@ -1,11 +1,14 @@
 """Artifact detection: batched, chunked inference returning soft artifact probabilities.
 
 Modes:
-- ``resize`` (the paper's): resize each image to 512x512 with antialiased bicubic
-  interpolation, run, resize the logits back bilinearly. Bicubic because the official
-  PAL4VST app resizes its input with PIL's ``Image.resize(..., BICUBIC)``; torch's antialiased
-  bicubic uses PIL's kernel (a = -0.5, support scaled with the downsampling factor), so the
-  model sees what it saw in the official app (tested against PIL on non-512 inputs).
+- ``resize`` (the paper's): resize each image to 512x512 with the model's own
+  ``input_resample`` filter, run, resize the logits back bilinearly. The official PAL4VST
+  model uses antialiased bicubic, because the official app resizes its input with PIL's
+  ``Image.resize(..., BICUBIC)``; torch's antialiased bicubic uses PIL's kernel (a = -0.5,
+  support scaled with the downsampling factor), so the model sees what it saw there (tested
+  against PIL on non-512 inputs). The shipped PAL-Lite uses antialiased bilinear, what it was
+  tuned with (bicubic raised its false alarms on real generated images). Models that do not
+  say (any ``nn.Module``) get bicubic.
 - ``tiled``: 512 px windows at native resolution with overlap, blended with a smooth weight,
   fused with the global ``resize`` pass, so 1024-2048 px images keep small artifacts.
 
@@ -49,8 +52,8 @@ class DetectOptions:
 
     mode: str = option(
         "resize",
-        "resize: the paper's 512x512 pass (PIL-style bicubic resize). tiled: native-resolution "
-        "windows fused with it (keeps small artifacts on big images).",
+        "resize: the paper's 512x512 pass (the model's own resize filter). tiled: "
+        "native-resolution windows fused with it (keeps small artifacts on big images).",
         choices=MODES,
     )
     tta: bool = option(False, "Average with a mirrored pass: fewer false alarms, 2x slower.")
@@ -80,13 +83,19 @@ def as_rgb_bchw(images: Tensor) -> Tensor:
     return to_rgb(images.float()).clamp(0, 1).contiguous()
 
 
-def resize_input(x: Tensor, size: int = INPUT_SIZE) -> Tensor:
-    """``[N,3,h,w]`` -> ``[N,3,size,size]``: antialiased bicubic, PIL's ``BICUBIC`` filter.
+RESAMPLES = ("bicubic", "bilinear")
 
-    The result may overshoot 0..1 slightly at hard edges, like PIL's before its uint8 clip;
-    it is clamped, so it matches PIL's on 8-bit input to within rounding.
+
+def resize_input(x: Tensor, size: int = INPUT_SIZE, resample: str = "bicubic") -> Tensor:
+    """``[N,3,h,w]`` -> ``[N,3,size,size]``, antialiased: ``bicubic`` is PIL's ``BICUBIC``
+    filter, ``bilinear`` PIL's ``BILINEAR``.
+
+    Bicubic may overshoot 0..1 slightly at hard edges, like PIL's before its uint8 clip; the
+    result is clamped, so it matches PIL's on 8-bit input to within rounding.
     """
-    out = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+    if resample not in RESAMPLES:
+        raise ValueError(f"resample must be one of {RESAMPLES}, got {resample!r}")
+    out = F.interpolate(x, size=(size, size), mode=resample, align_corners=False, antialias=True)
     return out.clamp(0, 1)
 
 
@@ -163,6 +172,7 @@ def detect(
     device = CACHE.prepare(model)
     b, _, h, w = x.shape
     tile, tta = opt.tile, opt.tta
+    resample = getattr(model, "input_resample", "bicubic")  # what the model was trained with
     plans = [("global", i, None) for i in range(b)]
     if opt.mode == "tiled":
         stride = max(1, round(tile * (1 - opt.overlap)))
@@ -179,7 +189,8 @@ def detect(
         for kind in sorted({k for k, _, _ in chunk}):
             items = [(i, pos) for k, i, pos in chunk if k == kind]
             if kind == "global":
-                small = resize_input(torch.stack([x[i] for i, _ in items]).to(device))
+                batch = torch.stack([x[i] for i, _ in items]).to(device)
+                small = resize_input(batch, INPUT_SIZE, resample)
                 logits = _logits(model, normalize(small), tta)
                 logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
                 probs = logits.softmax(1)[:, ARTIFACT_CLASS].cpu()
