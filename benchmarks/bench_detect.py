@@ -54,7 +54,7 @@ def _child_tiled_rss(size: int) -> dict:
     torch.manual_seed(0)
     model = SwinUperNet().eval()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    image = torch.rand(1, size, size, 3)
+    image = torch.rand(1, 3, size, size)
     t0 = time.perf_counter()
     probs = detect(model, image, mode="tiled")
     secs = time.perf_counter() - t0
