@@ -1,6 +1,11 @@
 """The built-in fix (not a test): quality on the example images and time per image, one run.
 
-    python benchmarks/bench_fix.py [--repeats 3]
+    python benchmarks/bench_fix.py [--model M] [--safety-count 24] [--large] [--repeats 3]
+
+Without and with ``protect`` (the acceptance test of ``pipelines/acceptance.py``) in one run:
+the four examples, then held-out synthetic images with every family at 3 seeds (PSNR to the
+clean view per image inside and outside the corrupted area: the worst change, the mean gain
+inside, images made worse by more than 0.3 dB) and clean views (share of pixels changed).
 
 For each planted example in ``examples/images`` it runs the default fix (shipped detector,
 PatchMatch, native-scale regions) and reports PAR before / after, PSNR to the clean original
@@ -50,12 +55,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--count", type=int, default=40, help="held-out synthetic images")
+    ap.add_argument("--model", help="detector (default: the shipped one)")
+    ap.add_argument("--safety-count", type=int, default=24, help="held-out images x 3 seeds")
+    ap.add_argument("--large", action="store_true", help="also the 1024 px timing cases")
     args = ap.parse_args()
-    model = load_model(None, "cpu")
-    opts = FixOptions()
+    model = load_model(args.model, "cpu")
+    print("examples: the fix without protection (before) and with it (now), same run")
+    for protect in (False, True):
+        examples(model, FixOptions(protect=protect))
+    safety(model, args.safety_count)
+    if args.large:
+        for label, base in large_sources():
+            for seed in (1, 2, 3):
+                large_case(model, FixOptions(), label, base, seed, args.repeats)
+    synthetic_tradeoff(model, args.count)
+
+
+def examples(model, opts: FixOptions) -> None:
+    """The four planted examples: PAR, PSNR to the clean original (all / planted), time."""
     print(
-        f"{'image':>10} {'PAR before':>10} {'after':>7} | PSNR all {'':>9} | PSNR planted"
-        f" {'':>8} | time"
+        f"protect={opts.protect}\n{'image':>10} {'PAR before':>10} {'after':>7} | PSNR all "
+        f"{'':>9} | PSNR planted {'':>8} | time"
     )
     for path in sorted(EXAMPLES.glob("*.png")):
         image, clean = load_image(path), load_image(EXAMPLES / "clean" / path.name)
@@ -72,10 +92,48 @@ def main() -> None:
             f"{psnr(fixed, clean, planted):6.2f} | {secs:.1f} s"
         )
 
-    for label, base in large_sources():
+
+def safety(model, count: int, size: int = 384) -> None:
+    """Held-out synthetic images (every family, 3 seeds) and their clean views: per image PSNR
+    to the clean view inside and outside the corrupted area, without and with protection."""
+    from comfyui_pal.training.datasets import load_source_u8, random_view
+    from comfyui_pal.training.synth import FAMILIES
+
+    _, held = split_sources(find_sources())
+    srcs = [load_source_u8(p).float() / 255 for p in held[:count]]
+    g = torch.Generator().manual_seed(77)
+    cases = []
+    for k, src in enumerate(srcs):
+        view = random_view(src, size, g)
+        donor = random_view(srcs[(k + 1) % len(srcs)], size, g)
         for seed in (1, 2, 3):
-            large_case(model, opts, label, base, seed, args.repeats)
-    synthetic_tradeoff(model, args.count)
+            img, mask, _ = corrupt(view, 5000 + 10 * k + seed, families=FAMILIES, donor=donor)
+            cases.append((view, img, mask > 0.5))
+    print(f"\nheld-out synthetic, {len(srcs)} images x 3 seeds at {size} px, every family:")
+    for protect in (False, True):
+        opts = FixOptions(protect=protect)
+        worst, gains, repaired, clean_changed, t0 = [], [], [], [], time.perf_counter()
+        for view, img, planted in cases:
+            fixed, _, _ = fix(model, img[None], opts)
+            out = ~(M.grow(planted[None].float(), 2)[0] > 0)
+            d_in = psnr(fixed, view[None], planted) - psnr(img[None], view[None], planted)
+            d_out = psnr(fixed, view[None], out) - psnr(img[None], view[None], out)
+            worst.append(min(d_in, d_out))
+            gains.append(d_in)
+            changed = changed_mask(img[None], fixed)[0] > 0
+            repaired.append(float((changed & planted).sum() / planted.sum().clamp_min(1)))
+        for view in srcs[: len(srcs)]:
+            v = random_view(view, size, g)[None]
+            fixed, _, _ = fix(model, v, opts)
+            clean_changed.append(float(changed_mask(v, fixed).mean()))
+        drops = sum(1 for w in worst if w < -0.3)
+        print(
+            f"  protect={protect}: mean PSNR gain inside {statistics.mean(gains):+.2f} dB, "
+            f"worst per-image change {min(worst):+.2f} dB, images worse by > 0.3 dB: {drops}/"
+            f"{len(worst)}, planted pixels repainted {statistics.mean(repaired):.3f}, clean "
+            f"images: {statistics.mean(clean_changed) * 100:.3f} % of pixels changed (max "
+            f"{max(clean_changed) * 100:.3f} %), {time.perf_counter() - t0:.0f} s"
+        )
 
 
 def large_sources() -> list[tuple[str, torch.Tensor]]:

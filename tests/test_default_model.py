@@ -48,6 +48,22 @@ def test_par_ranks_each_corrupted_example_below_its_clean_original(name):
     assert corrupted > clean, (corrupted, clean)
 
 
+def _psnr(a, b) -> float:
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rocket", "chelsea", "coffee"])
+def test_the_fix_never_makes_an_example_worse(name):
+    """Real content the detector flags (the rocket, its towers, the launch pad) stays."""
+    from comfyui_pal.pipelines.fix import fix
+
+    image = load_image(EXAMPLES / f"{name}.png")
+    clean = load_image(EXAMPLES / "clean" / f"{name}.png")
+    fixed, _, _ = fix(pal.load_model(), image)
+    assert _psnr(fixed, clean) >= _psnr(image, clean) - 1e-6
+
+
 def test_the_built_in_fix_lowers_par_on_an_example_and_keeps_far_pixels_exact():
     from comfyui_pal.core import masks as M
     from comfyui_pal.pipelines.fix import FixOptions, changed_mask, fix
@@ -57,10 +73,12 @@ def test_the_built_in_fix_lowers_par_on_an_example_and_keeps_far_pixels_exact():
     opts = FixOptions(max_iterations=1)
     fixed, _, history = fix(pal.load_model(), image, opts, probs=probs)
     before, after = history[0]["par"][0], history[1]["par"][0]
-    assert after < 0.6 * before, (before, after)
+    assert after < 0.85 * before, (before, after)
     truth = load_mask(EXAMPLES / "masks" / "astronaut.png")[0] > 0.5
     touched = changed_mask(image, fixed)[0] > 0
-    assert (touched & truth).sum() > 0.5 * truth.sum()  # the planted artifacts were repainted
+    assert (touched & truth).sum() > 0.25 * truth.sum()  # planted artifacts were repainted
+    clean = load_image(EXAMPLES / "clean" / "astronaut.png")
+    assert _psnr(fixed, clean) > _psnr(image, clean) + 0.5  # and the image got better
     # nothing changes farther than grow + blend reach + the undo margin from a flagged pixel
     reach = opts.grow + 6 + 9 + 4
     near = M.grow((probs > opts.threshold).float(), reach)[0] > 0

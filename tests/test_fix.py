@@ -45,6 +45,11 @@ class TwoColourDetector(nn.Module):
         return torch.stack([torch.zeros_like(p), torch.logit(p)], 1)
 
 
+# the loop's mechanics, on flat magenta discs: to the acceptance test those hard-edged, saturated
+# discs are objects, not blemishes (tests/test_acceptance.py covers that side)
+MECHANICS = {"protect": False}
+
+
 def _paint(img, mask, rgb):
     return torch.where(mask[:, None] > 0, torch.tensor(rgb).view(1, 3, 1, 1), img)
 
@@ -58,7 +63,7 @@ def _scene(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_fixing_removes_flagged_regions_and_lowers_par():
     img, _spot = _scene()
-    opts = FixOptions(inpainter="smooth", max_iterations=2, grow=2)
+    opts = FixOptions(inpainter="smooth", max_iterations=2, grow=2, **MECHANICS)
     _fixed, final, history = fix(MagentaDetector(), img, opts)
     rounds = [h for h in history if "iteration" in h]
     assert rounds[0]["par"][0] > 0.005 and rounds[-1]["par"][0] == 0.0
@@ -68,7 +73,7 @@ def test_fixing_removes_flagged_regions_and_lowers_par():
 
 def test_pixels_away_from_the_artifacts_stay_bit_exact():
     img, _spot = _scene(1)
-    opts = FixOptions(inpainter="patchmatch", grow=2, blend_radius=8)
+    opts = FixOptions(inpainter="patchmatch", grow=2, blend_radius=8, **MECHANICS)
     fixed, _, _ = fix(MagentaDetector(), img, opts)
     touched = changed_mask(img, fixed)[0] > 0
     reach = 2 + 4 + 6 + 2  # grow + ceil(R/2) + ceil(3R/4) + detector blur margin
@@ -80,7 +85,7 @@ def test_clean_images_pass_through_untouched_in_a_mixed_batch():
     dirty, _ = _scene(2)
     clean = procedural_image(3, 128, 160)[None] * 0.5 + 0.25
     batch = torch.cat([clean, dirty, clean])
-    fixed, _, history = fix(MagentaDetector(), batch, FixOptions(inpainter="smooth"))
+    fixed, _, history = fix(MagentaDetector(), batch, FixOptions(inpainter="smooth", **MECHANICS))
     assert torch.equal(fixed[0], batch[0]) and torch.equal(fixed[2], batch[2])
     assert not torch.equal(fixed[1], batch[1])
     assert {r["batch_index"] for r in history[0]["fixed"]} == {1}
@@ -126,7 +131,7 @@ def test_low_confidence_regions_are_reported_and_left_alone():
     sure = blob_mask(128, 160, [(40, 40, 8)])
     unsure = blob_mask(128, 160, [(120, 90, 8)])
     img = _paint(_paint(img, sure, [1.0, 0.0, 1.0]), unsure, [1.0, 1.0, 0.0])
-    fixed, final, history = fix(TwoColourDetector(), img, FixOptions(grow=2))
+    fixed, final, history = fix(TwoColourDetector(), img, FixOptions(grow=2, **MECHANICS))
     far = (blob_mask(128, 160, [(120, 90, 20)])[0] > 0)[None].expand(3, -1, -1)
     assert torch.equal(fixed[0][far], img[0][far])  # the yellow region is untouched
     assert not torch.equal(fixed, img)  # the magenta one is fixed
@@ -172,7 +177,7 @@ def test_built_in_fills_of_huge_regions_work_on_bounded_windows(monkeypatch):
         return fill
 
     monkeypatch.setattr(fix_module, "builtin_inpainter", recorder)
-    opts = FixOptions(max_iterations=1, grow=2, max_native_size=256)
+    opts = FixOptions(max_iterations=1, grow=2, max_native_size=256, protect=False)
     *_, history = fix(MagentaDetector(), img, opts)
     assert seen and all(max(s) <= 256 for s in seen)
     assert history[1]["par"][0] < history[0]["par"][0]

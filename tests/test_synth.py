@@ -56,6 +56,27 @@ def test_shape_sizes_follow_the_requested_area(clean):
 
 def test_bad_arguments_raise(clean):
     with pytest.raises(ValueError, match="unknown families"):
-        synth.corrupt(clean, 0, families=("melt",))
+        synth.corrupt(clean, 0, families=("rainbow",))
     with pytest.raises(ValueError, match=r"\[3,H,W\]"):
         synth.corrupt(clean[None], 0)
+
+
+@pytest.mark.parametrize("family", ["texture", "latent_mix"])
+def test_borrowing_families_use_the_donor(clean, family):
+    donor = procedural_image(99, 120, 150)
+    kw = dict(families=(family,), count=(1, 1), area=(0.08, 0.1), severity=(0.9, 0.9))
+    a, ma, _ = synth.corrupt(clean, 5, donor=donor, **kw)
+    b, mb, _ = synth.corrupt(clean, 5, donor=donor, **kw)
+    c, _, _ = synth.corrupt(clean, 5, **kw)
+    assert torch.equal(a, b) and torch.equal(ma, mb)
+    assert not torch.equal(a, c)  # the donor's content, not the image's own
+
+
+def test_patch_codec_is_a_working_autoencoder(clean):
+    codec = synth.default_codec()
+    x, _ = synth._padded(clean, codec.patch)
+    z = codec.encode(x)
+    assert z.shape[0] == codec.basis.shape[0] < 3 * codec.patch**2  # a real bottleneck
+    rec = codec.decode(z, x.shape[1:])
+    psnr = -10 * torch.log10(((rec - x) ** 2).mean())
+    assert psnr > 24, psnr  # smooth content comes back; the bottleneck blurs only fine detail

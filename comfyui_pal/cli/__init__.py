@@ -7,6 +7,7 @@ Commands (one module each, on shared parent parsers in ``common``):
   queue      run an API-format workflow on a ComfyUI server per image or seed; PAR report
   demo       zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
   convert    any supported detector checkpoint -> our safetensors (architecture in metadata)
+  data       build the training base images from installed packages' files
   train      train the default model, or fine-tune any checkpoint, on synthetic / folder data
   calibrate  bake the F1-best validation threshold into a checkpoint
   eval       precision / recall / F1 / IoU / mIoU / PAR correlation of a model on data
@@ -19,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import convert, demo, detect, evaluate, fix, queue, rank, train
+from . import convert, data, demo, detect, evaluate, fix, queue, rank, train
 
-COMMANDS = (fix, detect, rank, queue, demo, convert, train, evaluate)
+COMMANDS = (fix, detect, rank, queue, demo, convert, data, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,13 +30,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", nargs="*", default=[], help="PAL-layout folders (images/, masks/)")
     p.add_argument("--no-synthetic", action="store_true", help="train on --data only")
+    p.add_argument(
+        "--data-share", type=float, default=0.5, help="share of samples from --data folders"
+    )
     p.add_argument("--families", help="comma-separated synthetic families (default: all)")
-    p.add_argument("--clean", type=float, default=0.1, help="share of synthetic samples left clean")
+    p.add_argument(
+        "--clean", type=float, default=0.35, help="share of synthetic samples left clean"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="data-loading processes")
     p.add_argument("--restart", action="store_true", help="ignore WORKDIR/last.pt")
     p.add_argument("--fp32", action="store_true", help="write fp32 instead of fp16 weights")
     p.set_defaults(func=run)
+
+    mine = sub.add_parser(
+        "mine",
+        help="collect a model's false alarms on clean training views (hard negatives)",
+    )
+    mine.add_argument("model")
+    mine.add_argument("--out", required=True, help="PAL-layout folder to write (empty masks)")
+    mine.add_argument("--count", type=int, default=400, help="clean views to score")
+    mine.add_argument("--keep", type=int, default=100, help="views kept, highest PAR first")
+    mine.add_argument("--size", type=int, default=288)
+    mine.add_argument("--seed", type=int, default=5)
+    mine.set_defaults(func=run_mine)
 
     cal = sub.add_parser(
         "calibrate",
@@ -69,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         synthetic=not args.no_synthetic,
         families=families,
         clean=args.clean,
+        data_share=args.data_share,
         seed=args.seed,
         workers=args.workers,
         resume=not args.restart,
@@ -90,4 +108,26 @@ def run_calibrate(args: argparse.Namespace) -> int:
         return 2
     t, f1 = calibrate(args.src, args.dst, args.count)
     print(f"F1 by threshold: {json.dumps(f1)}\nbest {t}: wrote {args.dst}")
+    return 0
+
+
+def run_mine(args: argparse.Namespace) -> int:
+    """Write the hard negatives; print the sources that trigger the model most."""
+    from collections import Counter
+
+    from ..cache import load_model
+    from ..training.mine import mine_false_alarms
+
+    records = mine_false_alarms(
+        load_model(args.model, "cpu"),
+        args.out,
+        count=args.count,
+        keep=args.keep,
+        size=args.size,
+        seed=args.seed,
+        log=lambda m: print(m, flush=True),
+    )
+    kinds = Counter(Path(r["source"]).parent.name for r in records)
+    print(f"kept {len(records)}: PAR {records[0]['par']:.4f} .. {records[-1]['par']:.4f}")
+    print("by source: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
     return 0

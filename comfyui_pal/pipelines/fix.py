@@ -24,6 +24,7 @@ from ..core import masks as M
 from ..core import regions
 from ..core.checks import check_image
 from ..options import option, validate
+from . import acceptance
 from .detect import MODES, detect, par
 from .inpaint import patchmatch_fill, smooth_fill
 from .zoom import Inpainter, zoom_inpaint
@@ -87,6 +88,12 @@ class FixOptions:
     mode: str = option("resize", "Detection mode.", choices=MODES)
     tta: bool = option(
         True, "Detect with a mirrored pass too: fewer false alarms, twice the detection time."
+    )
+    protect: bool = option(
+        True,
+        "Never remove real content: undo repaints that break edges entering a region or turn "
+        "an object into background, and leave objects, regions cut by structure and large "
+        "structured regions to a diffusion model (built-in fills cannot make new content).",
     )
 
     def __post_init__(self) -> None:
@@ -174,10 +181,12 @@ def fix(
         if progress is not None:
             progress(f"round {it + 1}: inpainted {len(entry['fixed'])} region(s)")
         new_probs = _detect(model, current, opt)
-        undone = _keep_improvements(previous, current, probs, new_probs, todo, opt.threshold)
+        undone = _keep_improvements(
+            previous, current, probs, new_probs, todo, opt.threshold, opt.protect
+        )
         if undone:
             entry["changes_undone"] = undone
-            again = sorted({i for i, _ in undone})  # measure those images as they now are
+            again = sorted({u["batch_index"] for u in undone})  # measure them as they now are
             new_probs[again] = _detect(model, current[again], opt)
         new_scores = par(new_probs, opt.threshold).tolist()
         worse = [i for i in todo if new_scores[i] >= scores[i]]
@@ -275,6 +284,20 @@ def _inpaint_native(
         bi, rid = region.batch_index, region.id
         if progress is not None:  # may raise to stop (ComfyUI's interrupt)
             progress(f"image {bi + 1}: region {rid}/{counts[bi]}")
+        if opt.protect:
+            why = acceptance.triage(acceptance.profile(out[bi], labels[bi] == rid))
+            if why is not None:
+                report.append(
+                    region.to_dict()
+                    | {
+                        "batch_index": bi,
+                        "id": rid,
+                        "status": "skipped",
+                        "crop": None,
+                        "reason": why,
+                    }
+                )
+                continue
         x0, y0, x1, y1 = regions.context_box(region.box, opt.context_factor, opt.min_context)
         crops, crop_masks, plan = regions.crop_regions(
             out[bi : bi + 1],
@@ -300,13 +323,16 @@ def _keep_improvements(
     after: Tensor,
     todo: list[int],
     threshold: float,
-) -> list[tuple[int, int]]:
-    """Undo each edit (``change_patches``) that did not shrink the flagged area.
+    protect: bool = True,
+) -> list[dict]:
+    """Undo each edit (``change_patches``) that did not shrink the flagged area, or (with
+    ``protect``) that removed real content (``acceptance.verdict``).
 
     An edit counts flagged pixels in and around it (grown by 8 px more, where the detector's
-    view of the change reaches) before and after; if there are not fewer, every pixel of it
-    is put back from ``previous`` exactly. ``current`` is edited in place. Returns the undone
-    edits as ``(image index, patch number)``.
+    view of the change reaches) before and after; if there are not fewer, or the verdict
+    names a loss, every pixel of it is put back from ``previous`` exactly. ``current`` is
+    edited in place. Returns one record per undone edit: image index, patch number, box,
+    area and the reason.
     """
     undone = []
     for i in todo:
@@ -316,9 +342,25 @@ def _keep_improvements(
             around = M.grow(patch[None].float(), 8)[0] > 0
             was = int((before[i][around] > threshold).sum())
             now = int((after[i][around] > threshold).sum())
+            why = None
             if now >= was:
+                why = f"the detector does not flag less there ({was} -> {now} px)"
+            elif protect:  # judged where the repaint really changed the image, not its ramp
+                core = patch & ((previous[i] - current[i]).abs().amax(0) > acceptance.VISIBLE)
+                why = acceptance.verdict(previous[i], current[i], core)
+            if why is not None:
                 current[i][:, patch] = previous[i][:, patch]
-                undone.append((i, k))
+                ys, xs = torch.nonzero(patch, as_tuple=True)
+                box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+                undone.append(
+                    {
+                        "batch_index": i,
+                        "patch": k,
+                        "box": box,
+                        "area_px": int(patch.sum()),
+                        "reason": why,
+                    }
+                )
     return undone
 
 

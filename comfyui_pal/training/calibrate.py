@@ -14,7 +14,7 @@ import torch
 
 from ..models.base import Segmentor
 from ..pipelines.detect import detect
-from .datasets import benchmark_samples, find_sources, load_source, random_view, split_sources
+from .datasets import benchmark_samples, find_sources, load_source_u8, random_view, split_sources
 from .metrics import Counts
 
 VALIDATION_SEED = 99
@@ -32,11 +32,11 @@ def best_threshold(
     counts = {t: Counts() for t in grid}
     clean_par = {t: 0.0 for t in grid}
     g = torch.Generator().manual_seed(seed + 1)
-    images = [load_source(p) for p in train_src]
+    images = [load_source_u8(p) for p in train_src]
     for k, (_, image, mask) in enumerate(benchmark_samples(train_src, count, size, seed)):
         probs = detect(model, image[None])
         truth = mask[None] > 0.5
-        clean = random_view(images[k % len(images)], size, g) if images else image
+        clean = random_view(images[k % len(images)].float() / 255, size, g) if images else image
         clean_probs = detect(model, clean[None])
         for t in grid:
             counts[t].add(probs > t, truth)

@@ -1,20 +1,20 @@
-"""Training and benchmark data: licensed source photographs, procedural images, synthetic
+"""Training and benchmark data: licensed source images, procedural images, synthetic
 artifacts on the fly, and folders in the PAL dataset layout (``images/`` + ``masks/``).
 
-Sources (never committed; the training recipe installs them):
-- scikit-image's bundled sample photographs (CC0 / public domain);
-- Debian's ``mate-backgrounds`` and ``gnome-backgrounds`` wallpapers (GPL / CC-BY-SA art,
-  used for training only);
-- procedural images made here from a seed.
+Sources (never committed): the base set that ``comfyui-pal data`` builds from installed
+packages (``sources.py``: ``train/`` and ``heldout/`` folders with a manifest), found at
+``$PAL_DATA`` or ``runs/data``; without it, scikit-image's sample photographs and Debian's
+mate / gnome wallpapers as installed; and procedural images made here from a seed.
 
-``HELD_OUT`` names source images that never appear in training; the held-out benchmark and
-the examples are made from them.
+``HELD_OUT`` names source images that never appear in training, and so does everything under
+a ``heldout/`` folder; the held-out benchmark and the examples are made from them.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +27,11 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..io.images import IMAGE_SUFFIXES, load_image, load_mask
+from .sources import HELD_NAMES
 from .synth import FAMILIES, corrupt
 
-HELD_OUT = frozenset(
-    {"astronaut", "chelsea", "coffee", "rocket", "Storm", "LadyBird", "TwoWings", "wood-l"}
-)
+HELD_OUT = HELD_NAMES
+DEFAULT_DATA = Path("runs/data")
 SKIMAGE_PHOTOS = (
     "astronaut",
     "chelsea",
@@ -73,20 +73,35 @@ def debian_sources() -> list[Path]:
     return out
 
 
+def data_dir() -> Path | None:
+    """The built base set (``$PAL_DATA``, else ``runs/data``) when it exists."""
+    d = Path(os.environ.get("PAL_DATA", DEFAULT_DATA))
+    return d if (d / "manifest.json").is_file() else None
+
+
 def find_sources(dirs: list[str | Path] | None = None) -> list[Path]:
-    """All source photographs: given folders, else scikit-image + Debian wallpapers."""
-    if dirs:
-        found = []
-        for d in map(Path, dirs):
-            found += sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        return found
-    return skimage_sources() + debian_sources()
+    """All source images: given folders, else the built base set (``data_dir()``), else
+    scikit-image + Debian wallpapers as installed."""
+    if not dirs:
+        built = data_dir()
+        if built is None:
+            return skimage_sources() + debian_sources()
+        dirs = [built]
+    found = []
+    for d in map(Path, dirs):
+        found += sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return found
+
+
+def is_held_out(path: Path) -> bool:
+    """True for a ``HELD_OUT`` stem or a file under a ``heldout/`` folder."""
+    return path.stem in HELD_OUT or "heldout" in path.parts
 
 
 def split_sources(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """(training, held-out) by ``HELD_OUT`` file stems; a stem is in exactly one of them."""
-    train = [p for p in paths if p.stem not in HELD_OUT]
-    held = [p for p in paths if p.stem in HELD_OUT]
+    """(training, held-out) by ``is_held_out``; a file is in exactly one of them."""
+    train = [p for p in paths if not is_held_out(p)]
+    held = [p for p in paths if is_held_out(p)]
     return train, held
 
 
@@ -98,6 +113,78 @@ def load_source(path: Path) -> Tensor:
     if scale < 1:
         img = F.interpolate(img[None], size=(round(h * scale), round(w * scale)), mode="area")[0]
     return img
+
+
+def load_source_u8(path: Path) -> Tensor:
+    """``load_source`` kept as uint8 ``[3,H,W]`` (a quarter of the memory, for training)."""
+    return (load_source(path) * 255).round().to(torch.uint8)
+
+
+def _draw_hard(img: Tensor, g: torch.Generator) -> Tensor:
+    """Real structures the detector must leave alone, drawn into a clean view: thin bright or
+    dark lines and towers (wires, masts), specular highlights, rings (glasses, wheels),
+    saturated shapes with sharp edges, hair-like bundles of thin curves."""
+    from PIL import ImageDraw
+
+    _, h, w = img.shape
+    arr = (img.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    big = Image.fromarray(arr).resize((w * 2, h * 2), Image.BICUBIC)
+    draw = ImageDraw.Draw(big)
+
+    def r(lo: float = 0.0, hi: float = 1.0) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=g))
+
+    def colour(bright: bool | None = None) -> tuple[int, int, int]:
+        if bright is None:
+            return tuple(int(r(0, 255)) for _ in range(3))
+        base = r(200, 255) if bright else r(0, 50)
+        return tuple(int(min(255, max(0, base + r(-25, 25)))) for _ in range(3))
+
+    for _ in range(int(r(1, 4))):
+        kind = int(r(0, 5))
+        x, y = r(0, 2 * w), r(0, 2 * h)
+        if kind == 0:  # masts, wires, towers
+            for _ in range(int(r(1, 4))):
+                x2, y2 = x + r(-0.2, 0.2) * w, y + r(-1, 1) * h
+                draw.line((x, y, x2, y2), fill=colour(r() < 0.5), width=int(r(1, 7)))
+                x += r(-30, 30)
+        elif kind == 1:  # specular highlights
+            for _ in range(int(r(1, 6))):
+                s = r(2, 14)
+                cx, cy = x + r(-40, 40), y + r(-40, 40)
+                draw.ellipse((cx - s, cy - s * r(0.4, 1), cx + s, cy + s), fill=colour(True))
+        elif kind == 2:  # rings and frames
+            s = r(0.04, 0.18) * 2 * min(h, w)
+            draw.ellipse(
+                (x - s, y - s * r(0.5, 1), x + s, y + s), outline=colour(), width=int(r(2, 9))
+            )
+        elif kind == 3:  # saturated flat shapes
+            s = r(0.04, 0.2) * 2 * min(h, w)
+            c = [0, 0, 0]
+            c[int(r(0, 3))] = 255
+            c[int(r(0, 3))] = int(r(0, 255))
+            draw.polygon(
+                [
+                    (x + s * math.cos(a), y + s * math.sin(a))
+                    for a in sorted(r(0, 2 * math.pi) for _ in range(int(r(3, 8))))
+                ],
+                fill=tuple(c),
+            )
+        else:  # hair: a bundle of thin curves
+            c = colour()
+            for _ in range(int(r(8, 30))):
+                pts, hx, hy, a = [], x + r(-20, 20), y + r(-20, 20), r(0, 2 * math.pi)
+                for _ in range(8):
+                    pts.append((hx, hy))
+                    a += r(-0.3, 0.3)
+                    hx, hy = hx + 12 * math.cos(a), hy + 12 * math.sin(a)
+                draw.line(
+                    pts,
+                    fill=tuple(int(min(255, max(0, v + r(-30, 30)))) for v in c),
+                    width=int(r(1, 3)),
+                )
+    out = np.asarray(big.resize((w, h), Image.LANCZOS), dtype=np.float32) / 255
+    return torch.from_numpy(out).permute(2, 0, 1).contiguous()
 
 
 def procedural_image(seed: int, h: int, w: int) -> Tensor:
@@ -159,11 +246,29 @@ def random_view(src: Tensor, size: int, g: torch.Generator) -> Tensor:
     return img.contiguous()
 
 
+# share of draws per kind of base: composites are many files but few distinct scenes
+GROUP_SHARES = {"portraits": 0.2, "text": 0.15}
+
+
+def source_weights(paths: list[Path]) -> Tensor:
+    """Sampling weight per file: ``GROUP_SHARES`` of the draws go to the composite folders
+    (``portraits/``, ``text/``), the rest to the other files, evenly within each group."""
+    groups = [p.parent.name if p.parent.name in GROUP_SHARES else "" for p in paths]
+    present = {gname for gname in groups}
+    rest = 1 - sum(GROUP_SHARES[gname] for gname in present if gname)
+    share = {**GROUP_SHARES, "": max(rest, 0.0)} if "" in present else GROUP_SHARES
+    total = sum(share[gname] for gname in present)
+    counts = {gname: groups.count(gname) for gname in present}
+    return torch.tensor([share[gname] / total / counts[gname] for gname in groups])
+
+
 class SyntheticArtifacts(IterableDataset):
     """Endless (image, mask) pairs: augmented source views with synthetic artifacts planted.
 
     Yields ``[3,size,size]`` float 0..1 and ``[size,size]`` float 0/1. ``procedural`` is the
-    share of procedural images; ``clean`` the share of samples left without artifacts.
+    share of procedural images; ``clean`` the share of samples left without artifacts;
+    ``hard`` the share of views that get real thin / bright / saturated / hair structures
+    drawn in before any artifact (never masked: the detector must leave them alone).
     """
 
     def __init__(
@@ -172,32 +277,36 @@ class SyntheticArtifacts(IterableDataset):
         size: int = 256,
         seed: int = 0,
         families: tuple[str, ...] = FAMILIES,
-        procedural: float = 0.25,
-        clean: float = 0.1,
+        procedural: float = 0.2,
+        clean: float = 0.35,
+        hard: float = 0.3,
     ) -> None:
         self.sources, self.size, self.seed = list(sources), size, seed
-        self.families, self.procedural, self.clean = families, procedural, clean
+        self.families, self.procedural, self.clean, self.hard = families, procedural, clean, hard
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         info = get_worker_info()
         wid = info.id if info is not None else 0
         g = torch.Generator().manual_seed(self.seed * 1000 + wid)
-        images = [load_source(p) for p in self.sources]
-        i = 0
-        while True:
-            i += 1
+        images = [load_source_u8(p) for p in self.sources]
+        weights = source_weights(self.sources) if images else None
+
+        def pick() -> Tensor:
             if not images or float(torch.rand((), generator=g)) < self.procedural:
-                src = procedural_image(
-                    int(torch.randint(0, 2**31, (), generator=g)), self.size * 2, self.size * 2
-                )
-            else:
-                src = images[int(torch.randint(0, len(images), (), generator=g))]
-            view = random_view(src, self.size, g)
+                seed = int(torch.randint(0, 2**31, (), generator=g))
+                return procedural_image(seed, self.size * 2, self.size * 2)
+            return images[int(torch.multinomial(weights, 1, generator=g))].float() / 255
+
+        while True:
+            view = random_view(pick(), self.size, g)
+            if float(torch.rand((), generator=g)) < self.hard:
+                view = _draw_hard(view, g)
             if float(torch.rand((), generator=g)) < self.clean:
                 yield view, torch.zeros(self.size, self.size)
                 continue
             seed = int(torch.randint(0, 2**31, (), generator=g))
-            out, mask, _ = corrupt(view, seed, families=self.families)
+            donor = random_view(pick(), self.size, g)
+            out, mask, _ = corrupt(view, seed, families=self.families, donor=donor)
             yield out, mask
 
 
@@ -209,15 +318,17 @@ def benchmark_samples(
     families: tuple[str, ...] = FAMILIES,
 ) -> Iterator[tuple[str, Tensor, Tensor]]:
     """A fixed, reproducible benchmark: ``count`` (name, image, mask) from ``sources``."""
-    images = [(p.stem, load_source(p)) for p in sources]
+    images = [(p.stem, load_source_u8(p)) for p in sources]
     g = torch.Generator().manual_seed(seed)
     for k in range(count):
         if images and k % 4 != 3:
-            name, src = images[k % len(images)]
+            name, src = images[k % len(images)][0], images[k % len(images)][1].float() / 255
         else:
             name, src = "procedural", procedural_image(10_000_000 + k, size * 2, size * 2)
         view = random_view(src, size, g)
-        out, mask, _ = corrupt(view, seed * 100_000 + k, families=families)
+        donor_src = images[(k * 7 + 3) % len(images)][1].float() / 255 if images else src.flip(2)
+        donor = random_view(donor_src, size, g)
+        out, mask, _ = corrupt(view, seed * 100_000 + k, families=families, donor=donor)
         yield f"{name}_{k:04d}", out, mask
 
 

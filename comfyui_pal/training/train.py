@@ -44,7 +44,8 @@ class TrainConfig:
     data: list[Path] = field(default_factory=list)
     synthetic: bool = True
     families: tuple[str, ...] = FAMILIES
-    clean: float = 0.1  # share of synthetic samples left without artifacts (negatives)
+    clean: float = 0.35  # share of synthetic samples left without artifacts (negatives)
+    data_share: float = 0.5  # share of samples from the --data folders when mixed with synthetic
     seed: int = 0
     workers: int = 1
     log_every: int = 25
@@ -82,30 +83,34 @@ def make_model(cfg: TrainConfig) -> Segmentor:
 
 
 class _Mix(IterableDataset):
-    """Alternate between several endless datasets."""
+    """Draw from several endless datasets with the given weights (seeded)."""
 
-    def __init__(self, parts: list[IterableDataset]) -> None:
-        self.parts = parts
+    def __init__(self, parts: list[IterableDataset], weights: list[float], seed: int) -> None:
+        self.parts, self.weights, self.seed = parts, torch.tensor(weights), seed
 
     def __iter__(self):
         its = [iter(p) for p in self.parts]
+        g = torch.Generator().manual_seed(self.seed)
         while True:
-            for it in its:
-                yield next(it)
+            yield next(its[int(torch.multinomial(self.weights, 1, generator=g))])
 
 
-def make_data(cfg: TrainConfig) -> IterableDataset:
+def make_data(cfg: TrainConfig, offset: int = 0) -> IterableDataset:
+    """The training stream; ``offset`` (the step a run resumes at) reseeds it, so a resumed
+    run sees new samples instead of repeating the first ones."""
+    seed = cfg.seed + 7919 * offset
     parts: list[IterableDataset] = []
+    weights: list[float] = []
     if cfg.synthetic:
         train_src, _ = split_sources(find_sources(cfg.sources))
-        parts.append(
-            SyntheticArtifacts(train_src, cfg.size, cfg.seed, cfg.families, clean=cfg.clean)
-        )
+        parts.append(SyntheticArtifacts(train_src, cfg.size, seed, cfg.families, clean=cfg.clean))
+        weights.append(1 - cfg.data_share if cfg.data else 1.0)
     for d in cfg.data:
-        parts.append(FolderDataset(pal_folder(d), cfg.size, cfg.seed))
+        parts.append(FolderDataset(pal_folder(d), cfg.size, seed))
+        weights.append((cfg.data_share if cfg.synthetic else 1.0) / len(cfg.data))
     if not parts:
         raise ValueError("nothing to train on: enable synthetic data or pass --data FOLDER")
-    return parts[0] if len(parts) == 1 else _Mix(parts)
+    return parts[0] if len(parts) == 1 else _Mix(parts, weights, seed)
 
 
 def loss_fn(logits: Tensor, target: Tensor, aux: Tensor | None = None) -> Tensor:
@@ -145,7 +150,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         step = int(state["step"])
         log(f"resumed from {last} at step {step}")
     loader = DataLoader(
-        make_data(cfg),
+        make_data(cfg, offset=step),
         batch_size=cfg.batch,
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,

@@ -1,0 +1,235 @@
+"""Whether a repaint may stay: it must repair a region without removing real content.
+
+"The detector flags less" is necessary but not sufficient: an exemplar fill that replaces an
+object by background always lowers the flagged area. Two looks at the image decide:
+
+- before inpainting (``triage``), what the region *is*: a region whose outline follows strong
+  edges and whose inside has its own structure is an object, not a blemish; a region that
+  strong edges cross is cut through structure that continues outside it; a large region needs
+  new content. A built-in fill (exemplar / smooth, which can only copy or smooth what is
+  around) cannot repair those: they are left for a diffusion model with the reason
+  ``NEEDS_MODEL``.
+- after inpainting (``verdict``), what the repaint *did*: the edges that entered the region
+  from outside must still continue into it, and a region that stood out from its surroundings
+  with structure of its own must not have become plain background.
+
+All measures are on luminance gradients (Sobel, 0..1 images), relative to the image's own
+gradient statistics around the region, so they do not depend on exposure or size.
+Shapes: image ``[C,H,W]`` float 0..1, region ``[H,W]`` bool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..core import masks as M
+
+NEEDS_MODEL = "needs a diffusion model: connect MODEL, VAE and conditionings"
+RING = 6  # px: the band just outside (and just inside) a region's outline that is examined
+REACH = 12  # px: how far into the region the continuation of an entering edge is looked for
+VISIBLE = 8 / 255  # a repaint's region: where it changed some channel by more than this
+EDGE_SIGMA = 1.5  # px: edges are measured after this blur, so noise does not count as structure
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Where a region stops being a blemish (measured: ``benchmarks/bench_fix.py``)."""
+
+    max_area: float = 0.08  # built-in fills leave regions larger than this share of the image
+    structured_area: float = 0.02  # ... or than this when structured (inner / crossing below)
+    structured_inner: float = 1.5
+    max_crossing: float = 0.12  # share of the outer ring crossed by strong edges
+    object_inner: float = 3.0  # an inside this much more structured than its ring ...
+    object_contrast: float = 0.9  # ... and this different from it (ring std units): an object
+    keep_continuity: float = 0.5  # entering edges that must still continue after a repaint
+    object_contour: float = 0.35  # an outline this much on strong edges is a silhouette ...
+    flatten_contour: float = 0.5  # ... lost when it falls below this share of itself
+    flatten: float = 0.35  # contrast may not fall below this share of a distinct region's
+    distinct_contrast: float = 2.5  # a region this different from its ring is content
+    min_edges: float = 0.03  # a region with this share of edge pixels has structure to keep
+
+
+def _luma(img: Tensor) -> Tensor:
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=img.device)
+    return (img.float()[:3] * w[:, None, None]).sum(0) if img.shape[0] >= 3 else img.float()[0]
+
+
+def _sobel(y: Tensor) -> tuple[Tensor, Tensor]:
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=y.device) / 8
+    x = F.pad(y[None, None], (1, 1, 1, 1), mode="replicate")
+    gx = F.conv2d(x, kx[None, None])[0, 0]
+    gy = F.conv2d(x, kx.T[None, None])[0, 0]
+    return gx, gy
+
+
+@dataclass
+class Profile:
+    """What a region looks like: ``crossing`` share of the outer ring crossed by strong edges;
+    ``contour`` share of the outline lying on a strong edge along it; ``inner`` the inside's
+    strong-edge density relative to the ring's; ``contrast`` the colour distance of inside and
+    ring means in ring standard deviations; ``area`` share of the image; ``band_edges`` ring
+    pixels where strong edges enter the region; ``continued`` the share of them that go on
+    into it (one connected strong edge, ``REACH`` px deep); ``edges`` the strong edge pixels
+    inside; ``tau`` the edge strength."""
+
+    crossing: float
+    contour: float
+    inner: float
+    contrast: float
+    area: float
+    band_edges: int
+    continued: float
+    edges: int
+    tau: float
+
+
+def _window(region: Tensor, pad: int) -> tuple[slice, slice]:
+    ys, xs = torch.nonzero(region, as_tuple=True)
+    h, w = region.shape
+    return (
+        slice(max(0, int(ys.min()) - pad), min(h, int(ys.max()) + pad + 1)),
+        slice(max(0, int(xs.min()) - pad), min(w, int(xs.max()) + pad + 1)),
+    )
+
+
+def _parts(region: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(outer ring, inner band, normal x, normal y) of a bool ``[h,w]`` region."""
+    r = region.float()[None]
+    ring = (M.grow(r, RING)[0] > 0) & ~region
+    band = region & ~(M.grow(r, -2 * RING)[0] > 0)  # regions come grown: outlines lie in here
+    soft = M._blur(r[None], float(RING))[0, 0]  # normals reach across the ring and band
+    nx, ny = _sobel(soft)
+    norm = (nx**2 + ny**2).sqrt().clamp_min(1e-6)
+    return ring, band, nx / norm, ny / norm
+
+
+def _entering(gx: Tensor, gy: Tensor, mag: Tensor, nx: Tensor, ny: Tensor, tau: float) -> Tensor:
+    """Strong edges whose line runs across the outline (gradient along the boundary)."""
+    along = ((gx * nx + gy * ny).abs() / mag.clamp_min(1e-6)) < 0.5
+    return (mag > tau) & along
+
+
+def profile(image: Tensor, region: Tensor, tau: float | None = None) -> Profile:
+    """Measure ``region`` of ``image`` (see ``Profile``); ``tau`` defaults to the window's
+    strong-edge level (its 85th gradient percentile, at least 0.04)."""
+    ys, xs = _window(region, 3 * RING)
+    img, reg = image[:, ys, xs], region[ys, xs]
+    gx, gy = _sobel(M._blur(_luma(img)[None, None], EDGE_SIGMA)[0, 0])
+    mag = (gx**2 + gy**2).sqrt()
+    if tau is None:
+        tau = max(0.04, float(torch.quantile(mag.flatten(), 0.85)))
+    ring, band, nx, ny = _parts(reg)
+    strong = mag > tau
+    crossing = _entering(gx, gy, mag, nx, ny, tau)
+    # a silhouette runs somewhere in the ring + band (regions are grown before they get
+    # here), as a strong edge across the normal, about 2 px wide (Sobel): 1.0 = all the way
+    along_normal = ((gx * nx + gy * ny).abs() / mag.clamp_min(1e-6)) > 0.8
+    outline_px = max(1.0, float(ring.sum()) / RING)
+    contour = min(1.0, float((strong & along_normal & (ring | band)).sum()) / (2 * outline_px))
+    inside = reg & ~band if (reg & ~band).sum() > 16 else reg
+    ring_density = float(strong[ring].float().mean()) if ring.any() else 0.0
+    inner = float(strong[inside].float().mean()) / max(ring_density, 0.02)
+    f = img.float()[:3]
+    if ring.any() and reg.any():
+        m_in, m_ring = f[:, reg].mean(1), f[:, ring].mean(1)
+        s_ring = f[:, ring].std(1).mean() if int(ring.sum()) > 1 else torch.tensor(0.0)
+        contrast = float((m_in - m_ring).norm() / (s_ring + 0.02))
+    else:
+        contrast = 0.0
+    # lines that enter from outside: strong edges across the outline in the ring's inner rim,
+    # and whether each goes on, as one connected strong edge, REACH px into the region
+    entering_ring = crossing & ring
+    rim = entering_ring & (M.grow(reg.float()[None], 2)[0] > 0)
+    zone = reg & ~(M.grow(reg.float()[None], -REACH)[0] > 0)  # the REACH px inside the outline
+    deep = zone & (M.grow(reg.float()[None], -(REACH - 3))[0] > 0)  # its innermost 3 px
+    labels, _ = M.label((strong & (zone | rim))[None])
+    reached = torch.zeros(int(labels.max()) + 1, dtype=torch.bool, device=labels.device)
+    reached[labels[0][deep].long()] = True
+    reached[0] = False
+    band_edges = int(rim.sum())
+    continued = float(reached[labels[0][rim].long()].sum()) / max(1, band_edges)
+    return Profile(
+        crossing=float(entering_ring.sum()) / max(1, int(ring.sum())),
+        contour=contour,
+        inner=inner,
+        contrast=contrast,
+        area=float(region.sum()) / region.numel(),
+        band_edges=band_edges,
+        continued=continued,
+        edges=int(strong[M.grow(reg.float()[None], 2)[0] > 0].sum()),  # a line's sides too
+        tau=tau,
+    )
+
+
+def triage(p: Profile, limits: Limits = Limits()) -> str | None:
+    """Why a built-in fill must leave this region (``NEEDS_MODEL`` with the cause), or None."""
+    if p.area > limits.max_area:
+        return f"{NEEDS_MODEL} (large: {p.area:.1%} of the image)"
+    if p.crossing > limits.max_crossing:
+        return f"{NEEDS_MODEL} (cuts through structure: {p.crossing:.0%} of its edge crossed)"
+    if p.inner > limits.object_inner and p.contrast > limits.object_contrast:
+        return (
+            f"{NEEDS_MODEL} (an object, not a blemish: {p.inner:.1f}x the structure "
+            f"around it, contrast {p.contrast:.1f})"
+        )
+    if p.area > limits.structured_area and (
+        p.inner > limits.structured_inner or p.crossing > limits.max_crossing / 2
+    ):
+        return f"{NEEDS_MODEL} (large and structured: {p.area:.1%} of the image)"
+    return None
+
+
+def verdict(before: Tensor, after: Tensor, region: Tensor, limits: Limits = Limits()) -> str | None:
+    """Why the repaint ``after`` of ``region`` must be undone (it removed real content), or
+    None. ``before`` / ``after`` ``[C,H,W]``; the edge level is the one measured before."""
+    if int(region.sum()) < 16:
+        return None
+    p0 = profile(before, region)
+    p1 = profile(after, region, tau=p0.tau)
+    if p0.band_edges >= 12 and p1.continued < limits.keep_continuity * p0.continued:
+        return (
+            f"removed structure: {p0.continued:.0%} of the edges entering from outside went "
+            f"on into the region, now {p1.continued:.0%}"
+        )
+    if (
+        p1.contour > max(2 * p0.contour, limits.object_contour)
+        and p0.inner < 1
+        and p1.inner > limits.object_inner
+    ):
+        return (
+            f"made a new object: an outline appeared ({p0.contour:.0%} -> {p1.contour:.0%} "
+            f"of it on edges) and the region went from {p0.inner:.1f}x to {p1.inner:.1f}x the "
+            "structure around it"
+        )
+    silhouette_lost = (
+        p0.contour > limits.object_contour and p1.contour < limits.flatten_contour * p0.contour
+    )
+    if (
+        silhouette_lost
+        and p0.inner > limits.structured_inner
+        and (p1.inner < limits.keep_continuity * p0.inner)
+    ):
+        return (
+            f"erased an object: its outline and {p0.inner:.1f}x the edges around it are gone "
+            f"(now {p1.inner:.1f}x)"
+        )
+    if (
+        p0.edges >= max(24, limits.min_edges * p0.area * before.shape[-1] * before.shape[-2])
+        and p1.edges < limits.flatten * p0.edges
+        and p1.contrast < 0.5 * p0.contrast
+    ):
+        return (
+            f"erased structure: {p0.edges - p1.edges} of its {p0.edges} edge px are gone and "
+            f"it now looks like its surroundings (contrast {p0.contrast:.1f} -> "
+            f"{p1.contrast:.1f})"
+        )
+    distinct = (silhouette_lost and p0.contrast > limits.object_contrast) or (
+        p0.contrast > limits.distinct_contrast
+    )
+    if distinct and p1.contrast < limits.flatten * p0.contrast:
+        return f"turned an object into background (contrast {p0.contrast:.1f} -> {p1.contrast:.1f})"
+    return None
