@@ -4,8 +4,9 @@
 
 Without and with ``protect`` (the acceptance test of ``pipelines/acceptance.py``) in one run:
 the four examples, then held-out synthetic images with every family at 3 seeds (PSNR to the
-clean view per image inside and outside the corrupted area: the worst change, the mean gain
-inside, images made worse by more than 0.3 dB) and clean views (share of pixels changed).
+clean view per image inside the corrupted area and over the whole image: the worst change,
+the mean gain inside, images made worse by more than 0.3 dB) and clean views (share of
+pixels changed).
 
 For each planted example in ``examples/images`` it runs the default fix (shipped detector,
 PatchMatch, native-scale regions) and reports PAR before / after, PSNR to the clean original
@@ -95,7 +96,8 @@ def examples(model, opts: FixOptions) -> None:
 
 def safety(model, count: int, size: int = 384) -> None:
     """Held-out synthetic images (every family, 3 seeds) and their clean views: per image PSNR
-    to the clean view inside and outside the corrupted area, without and with protection."""
+    to the clean view inside the corrupted area and over the whole image, without and with
+    protection."""
     from comfyui_pal.training.datasets import load_source_u8, random_view
     from comfyui_pal.training.synth import FAMILIES
 
@@ -114,11 +116,14 @@ def safety(model, count: int, size: int = 384) -> None:
         opts = FixOptions(protect=protect)
         worst, gains, repaired, clean_changed, t0 = [], [], [], [], time.perf_counter()
         for view, img, planted in cases:
+            if not planted.any():
+                continue
             fixed, _, _ = fix(model, img[None], opts)
-            out = ~(M.grow(planted[None].float(), 2)[0] > 0)
+            # inside the corrupted area, and over the whole image (outside it the corrupted
+            # image is almost exact, so a PSNR there only measures invisible blend changes)
             d_in = psnr(fixed, view[None], planted) - psnr(img[None], view[None], planted)
-            d_out = psnr(fixed, view[None], out) - psnr(img[None], view[None], out)
-            worst.append(min(d_in, d_out))
+            d_all = psnr(fixed, view[None]) - psnr(img[None], view[None])
+            worst.append(min(d_in, d_all))
             gains.append(d_in)
             changed = changed_mask(img[None], fixed)[0] > 0
             repaired.append(float((changed & planted).sum() / planted.sum().clamp_min(1)))
