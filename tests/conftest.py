@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
+from comfyui_pal.constants import MEAN_RGB, STD_RGB
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -104,3 +107,22 @@ def requires_fixtures() -> pytest.MarkDecorator:
         not FIXTURES.exists(),
         reason=f"reference fixtures not found at {FIXTURES} (clone ../shared beside the repo)",
     )
+
+
+class PixelDetector(nn.Module):
+    """A stand-in detector that decides from pixel colours: ``score(v)`` gets the image back in
+    0..1 RGB ``[B,3,H,W]`` (the PAL normalisation undone) and returns the artifact logit
+    ``[B,H,W]``; the output is the 2-class logits a real detector gives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))  # detection reads the model's device
+
+    def score(self, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(MEAN_RGB, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(STD_RGB, device=x.device).view(1, 3, 1, 1)
+        logit = self.score((x * std + mean) / 255)
+        return torch.stack([torch.zeros_like(logit), logit], 1)

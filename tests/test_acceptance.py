@@ -6,11 +6,8 @@ from __future__ import annotations
 import math
 
 import torch
-from conftest import blob_mask
-from torch import nn
+from conftest import PixelDetector, blob_mask
 
-from comfyui_pal.constants import MEAN_RGB as MEAN
-from comfyui_pal.constants import STD_RGB as STD
 from comfyui_pal.pipelines import acceptance as A
 from comfyui_pal.pipelines.fix import FixOptions, fix
 from comfyui_pal.pipelines.inpaint import smooth_fill
@@ -92,21 +89,15 @@ def test_a_large_structured_region_needs_a_model():
     assert A.triage(p).startswith(A.NEEDS_MODEL)
 
 
-class YellowDetector(nn.Module):
+class YellowDetector(PixelDetector):
     """Flags the object's yellow-ish bright stripes (a false alarm on real content)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.unused = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        v = (x * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1)) / 255
+    def score(self, v):
         r, g, b = v[:, 0], v[:, 1], v[:, 2]
         hit = (r > 0.7) & (g > 0.7) & (b < 0.4)
         # the whole object's box is flagged, as a real detector flags a rocket
         hit = torch.nn.functional.max_pool2d(hit.float()[:, None], 9, 1, 4)[:, 0] > 0
-        p = torch.where(hit, 0.97, 0.001)
-        return torch.stack([torch.zeros_like(p), torch.logit(p)], 1)
+        return torch.logit(torch.where(hit, 0.97, 0.001))
 
 
 def test_the_fix_keeps_a_flagged_object_and_says_why():

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import blob_mask
+from conftest import PixelDetector, blob_mask
 from torch import nn
 
-from comfyui_pal.constants import MEAN_RGB as MEAN
-from comfyui_pal.constants import STD_RGB as STD
 from comfyui_pal.pipelines.fix import FixOptions, changed_mask, fix
 from comfyui_pal.training.datasets import procedural_image
 
@@ -27,22 +25,14 @@ class MagentaDetector(nn.Module):
         return torch.stack([torch.zeros_like(score), self.scale * score], 1)
 
 
-class TwoColourDetector(nn.Module):
+class TwoColourDetector(PixelDetector):
     """Probability 0.99 on magenta pixels, 0.7 on yellow ones, ~0 elsewhere."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.unused = nn.Parameter(torch.zeros(()))  # detection reads the model's device
-
-    def forward(self, x):
-        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(STD).view(1, 3, 1, 1)
-        v = (x * std + mean) / 255
+    def score(self, v):
         r, g, b = v[:, 0], v[:, 1], v[:, 2]
         magenta = (r > 0.9) & (b > 0.9) & (g < 0.1)
         yellow = (r > 0.9) & (g > 0.9) & (b < 0.1)
-        p = torch.where(magenta, 0.99, torch.where(yellow, 0.7, 0.001))
-        return torch.stack([torch.zeros_like(p), torch.logit(p)], 1)
+        return torch.logit(torch.where(magenta, 0.99, torch.where(yellow, 0.7, 0.001)))
 
 
 # the loop's mechanics, on flat magenta discs: to the acceptance test those hard-edged, saturated

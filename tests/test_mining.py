@@ -5,29 +5,20 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
+from conftest import PixelDetector
 from PIL import Image
-from torch import nn
 
-from comfyui_pal.constants import MEAN_RGB as MEAN
-from comfyui_pal.constants import STD_RGB as STD
 from comfyui_pal.io.images import load_mask
 from comfyui_pal.training.datasets import pal_folder
 from comfyui_pal.training.mine import mine_false_alarms
 from comfyui_pal.training.train import TrainConfig, make_data
 
 
-class BrightDetector(nn.Module):
+class BrightDetector(PixelDetector):
     """Flags bright pixels: its 'false alarms' are the bright views."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.unused = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        v = (x * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1)) / 255
-        score = 40 * (v.mean(1) - 0.7)
-        return torch.stack([torch.zeros_like(score), score], 1)
+    def score(self, v):
+        return 40 * (v.mean(1) - 0.7)
 
 
 def _bases(root, n=6):

@@ -39,6 +39,12 @@ class Region:
         return asdict(self)
 
 
+def box(mask: Tensor) -> tuple[int, int, int, int]:
+    """Bounding box ``(x0, y0, x1, y1)`` (end exclusive, px) of a non-empty bool ``[H,W]``."""
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
 def _binary(mask: Tensor, name: str = "mask") -> Tensor:
     """Check a binary mask (float 0/1, or bool) and return it as bool."""
     if isinstance(mask, Tensor) and mask.dtype == torch.bool:

@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from kornia.color import rgb_to_grayscale
+from kornia.filters import spatial_gradient
 from torch import Tensor
 
 from ..core import masks as M
@@ -54,16 +55,15 @@ class Limits:
 
 
 def _luma(img: Tensor) -> Tensor:
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=img.device)
-    return (img.float()[:3] * w[:, None, None]).sum(0) if img.shape[0] >= 3 else img.float()[0]
+    """``[H,W]`` luminance (Rec. 601) of a ``[C,H,W]`` image (its first channel if not RGB)."""
+    x = img.float()[None]
+    return rgb_to_grayscale(x[:, :3])[0, 0] if img.shape[0] >= 3 else x[0, 0]
 
 
 def _sobel(y: Tensor) -> tuple[Tensor, Tensor]:
-    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=y.device) / 8
-    x = F.pad(y[None, None], (1, 1, 1, 1), mode="replicate")
-    gx = F.conv2d(x, kx[None, None])[0, 0]
-    gy = F.conv2d(x, kx.T[None, None])[0, 0]
-    return gx, gy
+    """Normalised Sobel gradients (x, y) of ``[H,W]``, replicated borders."""
+    g = spatial_gradient(y[None, None], mode="sobel", normalized=True)[0, 0]
+    return g[0], g[1]
 
 
 @dataclass
@@ -88,12 +88,9 @@ class Profile:
 
 
 def _window(region: Tensor, pad: int) -> tuple[slice, slice]:
-    ys, xs = torch.nonzero(region, as_tuple=True)
+    x0, y0, x1, y1 = M.box(region)
     h, w = region.shape
-    return (
-        slice(max(0, int(ys.min()) - pad), min(h, int(ys.max()) + pad + 1)),
-        slice(max(0, int(xs.min()) - pad), min(w, int(xs.max()) + pad + 1)),
-    )
+    return slice(max(0, y0 - pad), min(h, y1 + pad)), slice(max(0, x0 - pad), min(w, x1 + pad))
 
 
 def _parts(region: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -107,12 +104,6 @@ def _parts(region: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return ring, band, nx / norm, ny / norm
 
 
-def _entering(gx: Tensor, gy: Tensor, mag: Tensor, nx: Tensor, ny: Tensor, tau: float) -> Tensor:
-    """Strong edges whose line runs across the outline (gradient along the boundary)."""
-    along = ((gx * nx + gy * ny).abs() / mag.clamp_min(1e-6)) < 0.5
-    return (mag > tau) & along
-
-
 def profile(image: Tensor, region: Tensor, tau: float | None = None) -> Profile:
     """Measure ``region`` of ``image`` (see ``Profile``); ``tau`` defaults to the window's
     strong-edge level (its 85th gradient percentile, at least 0.04)."""
@@ -124,10 +115,11 @@ def profile(image: Tensor, region: Tensor, tau: float | None = None) -> Profile:
         tau = max(0.04, float(torch.quantile(mag.flatten(), 0.85)))
     ring, band, nx, ny = _parts(reg)
     strong = mag > tau
-    crossing = _entering(gx, gy, mag, nx, ny, tau)
+    cos = (gx * nx + gy * ny).abs() / mag.clamp_min(1e-6)  # gradient vs the outline's normal
+    crossing = strong & (cos < 0.5)  # edge lines that run across the outline
     # a silhouette runs somewhere in the ring + band (regions are grown before they get
     # here), as a strong edge across the normal, about 2 px wide (Sobel): 1.0 = all the way
-    along_normal = ((gx * nx + gy * ny).abs() / mag.clamp_min(1e-6)) > 0.8
+    along_normal = cos > 0.8
     outline_px = max(1.0, float(ring.sum()) / RING)
     contour = min(1.0, float((strong & along_normal & (ring | band)).sum()) / (2 * outline_px))
     inside = reg & ~band if (reg & ~band).sum() > 16 else reg

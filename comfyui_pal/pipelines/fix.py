@@ -284,8 +284,9 @@ def _inpaint_native(
         bi, rid = region.batch_index, region.id
         if progress is not None:  # may raise to stop (ComfyUI's interrupt)
             progress(f"image {bi + 1}: region {rid}/{counts[bi]}")
+        inside = labels[bi : bi + 1] == rid
         if opt.protect:
-            why = acceptance.triage(acceptance.profile(out[bi], labels[bi] == rid))
+            why = acceptance.triage(acceptance.profile(out[bi], inside[0]))
             if why is not None:
                 report.append(
                     region.to_dict()
@@ -301,7 +302,7 @@ def _inpaint_native(
         x0, y0, x1, y1 = regions.context_box(region.box, opt.context_factor, opt.min_context)
         crops, crop_masks, plan = regions.crop_regions(
             out[bi : bi + 1],
-            (labels[bi : bi + 1] == rid).to(mask.dtype),
+            inside.to(mask.dtype),
             context_factor=opt.context_factor,
             min_context=opt.min_context,
             target_size=min(opt.max_native_size, max(8, math.ceil(max(x1 - x0, y1 - y0)))),
@@ -350,13 +351,11 @@ def _keep_improvements(
                 why = acceptance.verdict(previous[i], current[i], core)
             if why is not None:
                 current[i][:, patch] = previous[i][:, patch]
-                ys, xs = torch.nonzero(patch, as_tuple=True)
-                box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
                 undone.append(
                     {
                         "batch_index": i,
                         "patch": k,
-                        "box": box,
+                        "box": list(M.box(patch)),
                         "area_px": int(patch.sum()),
                         "reason": why,
                     }

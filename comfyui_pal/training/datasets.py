@@ -120,7 +120,7 @@ def load_source_u8(path: Path) -> Tensor:
     return (load_source(path) * 255).round().to(torch.uint8)
 
 
-def _draw_hard(img: Tensor, g: torch.Generator) -> Tensor:
+def draw_hard_structures(img: Tensor, g: torch.Generator) -> Tensor:
     """Real structures the detector must leave alone, drawn into a clean view: thin bright or
     dark lines and towers (wires, masts), specular highlights, rings (glasses, wheels),
     saturated shapes with sharp edges, hair-like bundles of thin curves."""
@@ -300,7 +300,7 @@ class SyntheticArtifacts(IterableDataset):
         while True:
             view = random_view(pick(), self.size, g)
             if float(torch.rand((), generator=g)) < self.hard:
-                view = _draw_hard(view, g)
+                view = draw_hard_structures(view, g)
             if float(torch.rand((), generator=g)) < self.clean:
                 yield view, torch.zeros(self.size, self.size)
                 continue

@@ -18,7 +18,7 @@ from torch import nn
 from ..io.images import save_image
 from ..pipelines.detect import detect, par
 from .datasets import (
-    _draw_hard,
+    draw_hard_structures,
     find_sources,
     load_source_u8,
     random_view,
@@ -52,7 +52,7 @@ def mine_false_alarms(
         j = int(torch.multinomial(weights, 1, generator=g))
         view = random_view(images[j].float() / 255, size, g)
         if float(torch.rand((), generator=g)) < hard:
-            view = _draw_hard(view, g)
+            view = draw_hard_structures(view, g)
         score = float(par(detect(model, view[None]))[0])
         found.append((score, k, j, view))
         if (k + 1) % 100 == 0:

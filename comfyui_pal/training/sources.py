@@ -115,40 +115,42 @@ FONT_PACKAGES = ("fonts-dejavu-core", "fonts-liberation2", "fonts-noto-core")
 WORDS_FILES = ("/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0")
 
 
+def _python_module(package: str):
+    """The module of a ``python:<module>`` package name, or None when not installed."""
+    try:
+        return __import__(package.split(":", 1)[1])
+    except ImportError:
+        return None
+
+
+def _dpkg_query(*args: str) -> str | None:
+    """``dpkg-query ARGS`` output, or None (no dpkg, or the package is not installed)."""
+    try:
+        res = subprocess.run(["dpkg-query", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return None
+    return res.stdout if res.returncode == 0 else None
+
+
 def package_files(package: str) -> list[Path]:
     """Files a package installed: ``dpkg-query -L`` for Debian, the data folder for Python."""
     if package.startswith("python:"):
-        try:
-            mod = __import__(package.split(":", 1)[1])
-        except ImportError:
+        mod = _python_module(package)
+        if mod is None:
             return []
         root = Path(mod.__file__).parent / "data"
         return sorted(p for p in root.rglob("*") if p.is_file())
-    try:
-        res = subprocess.run(
-            ["dpkg-query", "-L", package], capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError:
-        return []
-    if res.returncode != 0:
-        return []
-    return sorted(Path(line) for line in res.stdout.splitlines() if Path(line).is_file())
+    listing = _dpkg_query("-L", package) or ""
+    return sorted(Path(line) for line in listing.splitlines() if Path(line).is_file())
 
 
 def package_version(package: str) -> str | None:
     """Installed version of a Debian or Python package, or None."""
     if package.startswith("python:"):
-        try:
-            return __import__(package.split(":", 1)[1]).__version__
-        except ImportError:
-            return None
-    res = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", package],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else None
+        mod = _python_module(package)
+        return None if mod is None else mod.__version__
+    version = (_dpkg_query("-W", "-f=${Version}", package) or "").strip()
+    return version or None
 
 
 def _sha256(path: Path) -> str:

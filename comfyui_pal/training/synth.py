@@ -522,11 +522,6 @@ _EFFECTS = {
 _WITH_CONTEXT = set(STRUCTURE_FAMILIES + TEXTURE_FAMILIES + GENERATOR_FAMILIES + ("latent_mix",))
 
 
-def _box(shape: Tensor) -> tuple[int, int, int, int]:
-    ys, xs = torch.nonzero(shape, as_tuple=True)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
 def corrupt(
     image: Tensor,
     seed: int,
@@ -563,7 +558,7 @@ def corrupt(
         shape = _shape(g, kind, h, w, frac * h * w)
         if not shape.any():
             continue
-        box = _box(shape)
+        box = M.box(shape)
         sev = _rand(g, *severity)
         effect = _EFFECTS[fam]
         if fam == "inpaint":
