@@ -6,10 +6,13 @@ import argparse
 import csv
 import io
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..io.images import list_images, write_atomic
+from ..io.journal import Journal
 from ..options import pick
 
 
@@ -61,3 +64,46 @@ def write_reports(out_dir: Path, rows: list[dict], fields: list[str]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(out_dir / "report.csv", buf.getvalue())
+
+
+def process_folder(
+    files: list[Path],
+    out_dir: Path,
+    fields: list[str],
+    outputs: Callable[[Path], list[Path]],
+    work: Callable[[Path, bool], dict],
+    show: Callable[[dict], str],
+    args: argparse.Namespace,
+) -> int:
+    """Run ``work(path, replace)`` (which writes ``outputs(path)`` and returns the report row)
+    over ``files``, saving the report after every image (``Journal``); returns the number of
+    files that failed. ``--resume`` skips images finished before; ``replace`` is true with
+    ``--overwrite`` or for an image whose earlier attempt was interrupted mid-write.
+    Existing outputs are never replaced otherwise; a report from an earlier run is never
+    replaced without ``--resume`` or ``--overwrite`` (raises ``FileExistsError``)."""
+    resume = getattr(args, "resume", False)
+    journal = Journal(out_dir, fields, resume, args.overwrite)
+    failed = 0
+    for k, path in enumerate(files, 1):
+        tag = f"[{k}/{len(files)}] {path.name}"
+        if resume and journal.finished(path, outputs(path)):
+            print(f"{tag}: done before, skipped (--resume)")
+            continue
+        replace = args.overwrite or journal.interrupted(path)
+        try:
+            clash = [p for p in outputs(path) if p.exists()]
+            if clash and not replace:
+                raise FileExistsError(
+                    f"{clash[0]} exists; pass --overwrite to replace it (or --resume to skip "
+                    "images an earlier run finished)"
+                )
+            journal.start(path)
+            row = journal.record(path, work(path, replace))
+        except (ValueError, OSError) as exc:
+            journal.forget(path)
+            print(f"{tag}: FAILED {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{tag}: {show(row)}", flush=True)
+    journal.finish(files)
+    return failed

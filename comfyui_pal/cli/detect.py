@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from ..options import add_arguments
 from ..pipelines.detect import DetectOptions
-from .common import add_inputs, model_parent, overwrite_parent, prepare, write_reports
+from .common import add_inputs, model_parent, overwrite_parent, prepare, process_folder
+
+FIELDS = ["image", "par", "seconds"]
 
 
 def add_threshold(p: argparse.ArgumentParser) -> None:
@@ -29,33 +32,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_inputs(p, "pal_out")
     add_arguments(p, DetectOptions, ["mode", "tta", "batch_size"])
     add_threshold(p)
+    p.add_argument("--resume", action="store_true", help="skip images an earlier run finished")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Detect artifacts in files / folders; write mask + overlay per image and a PAR report."""
+    """Detect artifacts in files / folders; write mask + overlay per image and a PAR report,
+    saved after every image (``--resume`` continues an interrupted run)."""
     from ..core.preview import overlay
     from ..io.images import load_image, save_image
     from ..pipelines.detect import detect, par
 
     out_dir, files, opts, model = prepare(args, DetectOptions)
-    rows, failed = [], 0
-    for k, path in enumerate(files, 1):
+
+    def outputs(path: Path) -> list[Path]:
+        return [out_dir / f"{path.stem}_{kind}.png" for kind in ("mask", "overlay")]
+
+    def work(path: Path, replace: bool) -> dict:
         t0 = time.perf_counter()
-        try:
-            image = load_image(path)
-            probs = detect(model, image, opts)
-            score = float(par(probs, args.threshold)[0])
-            mask = (probs[0] > args.threshold).float()
-            save_image(mask, out_dir / f"{path.stem}_mask.png", args.overwrite)
-            shown = overlay(image, probs, args.threshold)[0]
-            save_image(shown, out_dir / f"{path.stem}_overlay.png", args.overwrite)
-        except (ValueError, FileExistsError) as exc:
-            print(f"FAILED {path}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        secs = time.perf_counter() - t0
-        rows.append({"image": str(path), "par": round(score, 6), "seconds": round(secs, 3)})
-        print(f"[{k}/{len(files)}] {path.name}: PAR {score:.4f} ({secs * 1000:.0f} ms)")
-    write_reports(out_dir, rows, ["image", "par", "seconds"])
+        image = load_image(path)
+        probs = detect(model, image, opts)
+        score = float(par(probs, args.threshold)[0])
+        mask_path, overlay_path = outputs(path)
+        save_image((probs[0] > args.threshold).float(), mask_path, replace)
+        save_image(overlay(image, probs, args.threshold)[0], overlay_path, replace)
+        return {"par": round(score, 6), "seconds": round(time.perf_counter() - t0, 3)}
+
+    def show(row: dict) -> str:
+        return f"PAR {row['par']:.4f} ({row['seconds'] * 1000:.0f} ms)"
+
+    try:
+        failed = process_folder(files, out_dir, FIELDS, outputs, work, show, args)
+    except FileExistsError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
     return 1 if failed else 0

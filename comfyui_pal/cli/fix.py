@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from ..options import add_arguments
 from ..pipelines.fix import FixOptions
-from .common import add_inputs, model_parent, overwrite_parent, prepare, write_reports
+from .common import add_inputs, model_parent, overwrite_parent, prepare, process_folder
 
 FIELDS = [
     "image",
@@ -48,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def fix_file(path: Path, out_dir: Path, model, opts: FixOptions, overwrite: bool) -> dict:
-    """Fix one image file; writes ``NAME_fixed.png``, ``NAME_mask.png``, ``NAME_compare.png``
-    and returns its report row."""
+    """Fix one image file; writes ``outputs(path, out_dir)`` (``NAME_fixed.png``,
+    ``NAME_mask.png``, ``NAME_compare.png``) and returns its report row."""
     from ..core.preview import compare
     from ..io.images import load_image, save_image
     from ..pipelines.detect import detect
@@ -63,34 +62,37 @@ def fix_file(path: Path, out_dir: Path, model, opts: FixOptions, overwrite: bool
     save_image((probs[0] > opts.threshold).float(), out_dir / f"{path.stem}_mask.png", overwrite)
     panel = compare(image, probs, fixed, opts.threshold)
     save_image(panel, out_dir / f"{path.stem}_compare.png", overwrite)
-    row = {"image": str(path), **fix_summary(image, fixed, probs, final, history, opts)}
+    row = {**fix_summary(image, fixed, probs, final, history, opts)}
     row["seconds"] = round(time.perf_counter() - t0, 3)
     return row
+
+
+def outputs(path: Path, out_dir: Path) -> list[Path]:
+    """The files ``fix`` writes for the input ``path``."""
+    return [out_dir / f"{path.stem}_{kind}.png" for kind in ("fixed", "mask", "compare")]
 
 
 def run(args: argparse.Namespace) -> int:
     """Detect and fix artifacts in files / folders; resumable, never overwriting."""
     out_dir, files, opts, model = prepare(args, FixOptions)
-    report_path = out_dir / "report.json"
-    rows = json.loads(report_path.read_text()) if args.resume and report_path.exists() else []
-    done = {r["image"] for r in rows}
-    failed = 0
-    for k, path in enumerate(files, 1):
-        if args.resume and str(path) in done and (out_dir / f"{path.stem}_fixed.png").exists():
-            print(f"[{k}/{len(files)}] {path.name}: done before, skipped (--resume)")
-            continue
-        try:
-            row = fix_file(path, out_dir, model, opts, args.overwrite)
-        except (ValueError, FileExistsError) as exc:
-            print(f"[{k}/{len(files)}] FAILED {path}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        rows = [r for r in rows if r["image"] != row["image"]] + [row]
-        print(
-            f"[{k}/{len(files)}] {path.name}: PAR {row['par_before']:.4f} -> "
-            f"{row['par_after']:.4f}, {row['regions_repainted']} region(s) repainted, "
-            f"{row['seconds']:.1f} s",
-            flush=True,
+
+    def show(row: dict) -> str:
+        return (
+            f"PAR {row['par_before']:.4f} -> {row['par_after']:.4f}, "
+            f"{row['regions_repainted']} region(s) repainted, {row['seconds']:.1f} s"
         )
-    write_reports(out_dir, rows, FIELDS)
+
+    try:
+        failed = process_folder(
+            files,
+            out_dir,
+            FIELDS,
+            lambda p: outputs(p, out_dir),
+            lambda p, replace: fix_file(p, out_dir, model, opts, replace),
+            show,
+            args,
+        )
+    except FileExistsError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
     return 1 if failed else 0
