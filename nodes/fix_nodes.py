@@ -52,7 +52,7 @@ class PALAutoFix:
         "blend_radius",
         "seed",
     )
-    OPTIONAL_WIDGETS = ("mode", "tta")
+    OPTIONAL_WIDGETS = ("mode", "tta", "protect", "max_regions")
     OPTIONS = (FixOptions, SamplingOptions)  # what **widgets are
 
     @classmethod

@@ -130,6 +130,19 @@ def test_low_confidence_regions_are_reported_and_left_alone():
     assert final[0][unsure[0] > 0].mean() > 0.8 and not final[0][sure[0] > 0].any()
 
 
+def test_regions_over_the_cap_are_reported_and_left_alone_biggest_first():
+    img = procedural_image(3, 128, 256)[None] * 0.6 + 0.2
+    discs = [(30, 40, 10), (100, 40, 4), (170, 40, 7), (230, 90, 5)]
+    img = _paint(img, blob_mask(128, 256, discs), [1.0, 0.0, 1.0])
+    opts = FixOptions(inpainter="smooth", grow=2, max_iterations=1, max_regions=2, **MECHANICS)
+    fixed, _final, history = fix(TwoColourDetector(), img, opts)
+    capped = [r for r in history[0]["skipped"] if "max_regions=2" in r.get("reason", "")]
+    assert len(history[0]["fixed"]) == 2 and len(capped) == 2
+    for (x, y, rad), repainted in zip(discs, [True, False, True, False], strict=True):
+        spot = blob_mask(128, 256, [(x, y, rad)])[0] > 0
+        assert (fixed[0][:, spot] != img[0][:, spot]).any() == repainted  # the two largest
+
+
 def test_a_change_that_does_not_help_is_undone_and_the_others_kept():
     img = procedural_image(8, 128, 256)[None] * 0.6 + 0.2
     img = _paint(img, blob_mask(128, 256, [(40, 40, 7), (210, 90, 7)]), [1.0, 0.0, 1.0])

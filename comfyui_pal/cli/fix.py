@@ -31,6 +31,8 @@ OPTIONS = (
     "tta",
     "mode",
     "seed",
+    "protect",
+    "max_regions",
 )
 
 

@@ -58,6 +58,13 @@ class FixOptions:
         step=0.01,
     )
     fill_holes: bool = option(True, "Fill holes inside detected regions.")
+    max_regions: int = option(
+        64,
+        "Inpaint at most this many regions per image and round (the largest, most confident "
+        "first); the rest are reported as skipped. Bounds time and the crop batch.",
+        min=1,
+        max=100000,
+    )
     context_factor: float = option(
         2.0, "Crop this many times the region's size around it, for context.", min=1.0, max=8.0
     )
@@ -217,26 +224,37 @@ def _confident_regions(probs: Tensor, opt: FixOptions) -> tuple[Tensor, list[dic
 
     A region (before growing) whose mean probability is below ``min_confidence`` is left
     alone: on real photographs such borderline detections are mostly real structure (thin
-    bright lines, highlights) that an inpainter would erase.
+    bright lines, highlights) that an inpainter would erase. Of the rest, at most
+    ``max_regions`` per image are kept, largest ``area x mean probability`` first.
     """
     flagged = M.refine(probs, threshold=opt.threshold, fill_holes=opt.fill_holes)
     labels, counts = M.label(flagged)
     keep = torch.zeros_like(flagged, dtype=torch.bool)
     ok = [torch.zeros(c + 1, dtype=torch.bool) for c in counts]  # per image, by region id
-    skipped = []
+    skipped, confident = [], [[] for _ in counts]
+
+    def skip(r: M.Region, reason: str) -> None:
+        skipped.append(
+            {
+                "batch_index": r.batch_index,
+                "id": r.id,
+                "area_px": r.area_px,
+                "mean_prob": round(r.mean_prob, 3),
+                "reason": reason,
+            }
+        )
+
     for r in M.regions_from_labels(labels, counts, probs):
         if r.mean_prob >= opt.min_confidence:
-            ok[r.batch_index][r.id] = True
+            confident[r.batch_index].append(r)
         else:
-            skipped.append(
-                {
-                    "batch_index": r.batch_index,
-                    "id": r.id,
-                    "area_px": r.area_px,
-                    "mean_prob": round(r.mean_prob, 3),
-                    "reason": f"mean probability below min_confidence={opt.min_confidence}",
-                }
-            )
+            skip(r, f"mean probability below min_confidence={opt.min_confidence}")
+    for found in confident:  # the most flagged mass first: specks never crowd out regions
+        found.sort(key=lambda r: (-r.area_px * r.mean_prob, r.id))
+        for r in found[: opt.max_regions]:
+            ok[r.batch_index][r.id] = True
+        for r in found[opt.max_regions :]:
+            skip(r, f"over max_regions={opt.max_regions} for this image and round")
     for bi, table in enumerate(ok):
         keep[bi] = table[labels[bi].long()]
     mask = M.refine(keep.float(), grow=opt.grow, min_area=opt.min_area)
