@@ -424,3 +424,25 @@ def test_stitch_keeps_far_pixels_bit_exact_in_every_dtype_and_device(device, dty
     _, _, cpu_plan = regions.crop_regions(image, mask, target_size=64)  # the same plan
     outside = _outside_blend(cpu_plan, 16)[:, None].expand_as(image).to(device)
     assert outside.any() and torch.equal(out[outside], x[outside])
+
+
+def test_grouping_of_many_boxes_matches_the_pairwise_rule_on_both_paths():
+    from comfyui_pal.core import regions as R
+
+    g = torch.Generator().manual_seed(5)
+    xy = torch.randint(0, 900, (300, 2), generator=g)
+    boxes = [(x, y, x + 3, y + 3) for x, y in xy.tolist()]
+    groups = R._merge_groups(boxes, 1.5, 6)
+    ctx = [R.context_box(b, 1.5, 6) for b in boxes]
+    owner = {i: k for k, grp in enumerate(groups) for i in grp}
+    assert sorted(owner) == list(range(300))
+    for i in range(300):  # boxes whose contexts overlap always share a group
+        for j in range(i + 1, 300):
+            a, b = ctx[i], ctx[j]
+            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                assert owner[i] == owner[j]
+    full = R._context_boxes(torch.tensor(boxes, dtype=torch.float64), 1.5, 6)
+    by_pairs, by_sweeps = R._components(full), R._components(full, rows=64, max_edges=0)
+    same = by_pairs[:, None] == by_pairs[None, :]
+    assert torch.equal(same, by_sweeps[:, None] == by_sweeps[None, :])
+    assert 1 < len(groups) < 300

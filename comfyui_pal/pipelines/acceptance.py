@@ -104,9 +104,14 @@ def _parts(region: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return ring, band, nx / norm, ny / norm
 
 
-def profile(image: Tensor, region: Tensor, tau: float | None = None) -> Profile:
+def profile(
+    image: Tensor, region: Tensor, tau: float | None = None, total_px: int | None = None
+) -> Profile:
     """Measure ``region`` of ``image`` (see ``Profile``); ``tau`` defaults to the window's
-    strong-edge level (its 85th gradient percentile, at least 0.04)."""
+    strong-edge level (its 85th gradient percentile, at least 0.04). When ``image`` is a
+    window of a larger image (at least ``3 * RING`` px around the region where the image
+    goes on), ``total_px`` is the whole image's pixel count, so ``area`` stays its share of
+    the whole image and the result is the one of the whole image."""
     ys, xs = _window(region, 3 * RING)
     img, reg = image[:, ys, xs], region[ys, xs]
     gx, gy = _sobel(M._blur(_luma(img)[None, None], EDGE_SIGMA)[0, 0])
@@ -149,7 +154,7 @@ def profile(image: Tensor, region: Tensor, tau: float | None = None) -> Profile:
         contour=contour,
         inner=inner,
         contrast=contrast,
-        area=float(region.sum()) / region.numel(),
+        area=float(region.sum()) / (total_px or region.numel()),
         band_edges=band_edges,
         continued=continued,
         edges=int(strong[M.grow(reg.float()[None], 2)[0] > 0].sum()),  # a line's sides too
@@ -175,13 +180,20 @@ def triage(p: Profile, limits: Limits = Limits()) -> str | None:
     return None
 
 
-def verdict(before: Tensor, after: Tensor, region: Tensor, limits: Limits = Limits()) -> str | None:
+def verdict(
+    before: Tensor,
+    after: Tensor,
+    region: Tensor,
+    limits: Limits = Limits(),
+    total_px: int | None = None,
+) -> str | None:
     """Why the repaint ``after`` of ``region`` must be undone (it removed real content), or
-    None. ``before`` / ``after`` ``[C,H,W]``; the edge level is the one measured before."""
+    None. ``before`` / ``after`` ``[C,H,W]``; the edge level is the one measured before.
+    They may be windows of larger images (``total_px``: see ``profile``)."""
     if int(region.sum()) < 16:
         return None
-    p0 = profile(before, region)
-    p1 = profile(after, region, tau=p0.tau)
+    p0 = profile(before, region, total_px=total_px)
+    p1 = profile(after, region, tau=p0.tau, total_px=total_px)
     if p0.band_edges >= 12 and p1.continued < limits.keep_continuity * p0.continued:
         return (
             f"removed structure: {p0.continued:.0%} of the edges entering from outside went "
@@ -210,7 +222,7 @@ def verdict(before: Tensor, after: Tensor, region: Tensor, limits: Limits = Limi
             f"(now {p1.inner:.1f}x)"
         )
     if (
-        p0.edges >= max(24, limits.min_edges * p0.area * before.shape[-1] * before.shape[-2])
+        p0.edges >= max(24, limits.min_edges * p0.area * (total_px or before[0].numel()))
         and p1.edges < limits.flatten * p0.edges
         and p1.contrast < 0.5 * p0.contrast
     ):

@@ -30,6 +30,9 @@ from .inpaint import patchmatch_fill, smooth_fill
 from .zoom import Inpainter, zoom_inpaint
 
 INPAINTERS = ("patchmatch", "smooth")
+# px of image kept around a region's context window when it is filled on its own: covers the
+# crop planner's rounding up to 8 px and the acceptance test's ring (3 x acceptance.RING)
+WINDOW_PAD = 3 * acceptance.RING + 8
 
 
 @dataclass
@@ -297,14 +300,24 @@ def _inpaint_native(
     """
     labels, counts = M.label(mask > 0)
     out = images.clone()
+    _, _, h, w = images.shape
     report: list[dict] = []
     for region in M.regions_from_labels(labels, counts):
         bi, rid = region.batch_index, region.id
         if progress is not None:  # may raise to stop (ComfyUI's interrupt)
             progress(f"image {bi + 1}: region {rid}/{counts[bi]}")
-        inside = labels[bi : bi + 1] == rid
+        # everything below sees only the region's window (its context, the planner's
+        # rounding and the acceptance test's ring): cost follows the region, not the image
+        cx0, cy0, cx1, cy1 = regions.context_box(region.box, opt.context_factor, opt.min_context)
+        pad = WINDOW_PAD + math.ceil(opt.blend_radius)
+        wy, wx = (
+            slice(max(0, math.floor(cy0) - pad), min(h, math.ceil(cy1) + pad)),
+            slice(max(0, math.floor(cx0) - pad), min(w, math.ceil(cx1) + pad)),
+        )
+        view = out[bi : bi + 1, :, wy, wx]
+        inside = labels[bi : bi + 1, wy, wx] == rid
         if opt.protect:
-            why = acceptance.triage(acceptance.profile(out[bi], inside[0]))
+            why = acceptance.triage(acceptance.profile(view[0], inside[0], total_px=h * w))
             if why is not None:
                 report.append(
                     region.to_dict()
@@ -317,21 +330,31 @@ def _inpaint_native(
                     }
                 )
                 continue
-        x0, y0, x1, y1 = regions.context_box(region.box, opt.context_factor, opt.min_context)
         crops, crop_masks, plan = regions.crop_regions(
-            out[bi : bi + 1],
+            view,
             inside.to(mask.dtype),
             context_factor=opt.context_factor,
             min_context=opt.min_context,
-            target_size=min(opt.max_native_size, max(8, math.ceil(max(x1 - x0, y1 - y0)))),
+            target_size=min(opt.max_native_size, max(8, math.ceil(max(cx1 - cx0, cy1 - cy0)))),
             multiple=8,
         )
         filled = inpaint(crops, crop_masks, seed + len(report))
-        out[bi : bi + 1] = regions.stitch(
-            out[bi : bi + 1], filled, plan, blend_radius=opt.blend_radius
+        out[bi : bi + 1, :, wy, wx] = regions.stitch(
+            view, filled, plan, blend_radius=opt.blend_radius
         )
-        for r in plan.report:
-            report.append(dict(r, batch_index=bi, id=rid, crop=len(report)))
+        for r in plan.report:  # boxes back in whole-image pixels
+            x0, y0, x1, y1 = r["box"]
+            moved = (x0 + wx.start, y0 + wy.start, x1 + wx.start, y1 + wy.start)
+            report.append(
+                dict(
+                    r,
+                    batch_index=bi,
+                    id=rid,
+                    crop=len(report),
+                    box=moved,
+                    area_ratio=r["area_px"] / (h * w),
+                )
+            )
     return out, report
 
 
@@ -354,27 +377,33 @@ def _keep_improvements(
     area and the reason.
     """
     undone = []
+    _, _, h, w = previous.shape
+    pad = WINDOW_PAD  # covers the 8 px "around" and the acceptance test's ring
     for i in todo:
-        labels, (count,) = change_patches(previous[i : i + 1], current[i : i + 1])
-        for k in range(1, count + 1):
-            patch = labels[0] == k
+        labels, counts = change_patches(previous[i : i + 1], current[i : i + 1])
+        for r in M.regions_from_labels(labels, counts):  # each edit in its own window
+            x0, y0, x1, y1 = r.box
+            wy = slice(max(0, y0 - pad), min(h, y1 + pad))
+            wx = slice(max(0, x0 - pad), min(w, x1 + pad))
+            patch = labels[0, wy, wx] == r.id
             around = M.grow(patch[None].float(), 8)[0] > 0
-            was = int((before[i][around] > threshold).sum())
-            now = int((after[i][around] > threshold).sum())
+            was = int((before[i, wy, wx][around] > threshold).sum())
+            now = int((after[i, wy, wx][around] > threshold).sum())
+            old, new = previous[i, :, wy, wx], current[i, :, wy, wx]
             why = None
             if now >= was:
                 why = f"the detector does not flag less there ({was} -> {now} px)"
             elif protect:  # judged where the repaint really changed the image, not its ramp
-                core = patch & ((previous[i] - current[i]).abs().amax(0) > acceptance.VISIBLE)
-                why = acceptance.verdict(previous[i], current[i], core)
+                core = patch & ((old - new).abs().amax(0) > acceptance.VISIBLE)
+                why = acceptance.verdict(old, new, core, total_px=h * w)
             if why is not None:
-                current[i][:, patch] = previous[i][:, patch]
+                new[:, patch] = old[:, patch]  # a view: edits current in place
                 undone.append(
                     {
                         "batch_index": i,
-                        "patch": k,
-                        "box": list(M.box(patch)),
-                        "area_px": int(patch.sum()),
+                        "patch": r.id,
+                        "box": list(r.box),
+                        "area_px": r.area_px,
                         "reason": why,
                     }
                 )
