@@ -143,6 +143,16 @@ def test_regions_over_the_cap_are_reported_and_left_alone_biggest_first():
         assert (fixed[0][:, spot] != img[0][:, spot]).any() == repainted  # the two largest
 
 
+def test_every_region_record_has_a_key_no_other_record_shares():
+    img = procedural_image(7, 128, 160)[None] * 0.6 + 0.2
+    img = _paint(img, blob_mask(128, 160, [(40, 40, 8)]), [1.0, 0.0, 1.0])
+    img = _paint(img, blob_mask(128, 160, [(120, 90, 8)]), [1.0, 1.0, 0.0])
+    _, _, history = fix(TwoColourDetector(), img, FixOptions(grow=2, **MECHANICS))
+    records = [r for h in history if "iteration" in h for r in h["fixed"] + h["skipped"]]
+    keys = [r["region"] for r in records if "id" in r]
+    assert len(records) >= 2 and len(keys) == len(set(keys)) == len(records)
+
+
 def test_a_change_that_does_not_help_is_undone_and_the_others_kept():
     img = procedural_image(8, 128, 256)[None] * 0.6 + 0.2
     img = _paint(img, blob_mask(128, 256, [(40, 40, 7), (210, 90, 7)]), [1.0, 0.0, 1.0])

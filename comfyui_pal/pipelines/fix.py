@@ -187,6 +187,8 @@ def fix(
                 entry["skipped"].append(
                     {"batch_index": i, "reason": f"only specks below min_area={opt.min_area} px"}
                 )
+        for n, r in enumerate(entry["fixed"] + entry["skipped"], 1):
+            r["region"] = f"{it}.{n}"  # one key per record of the whole history ("id" is a label)
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         if progress is not None:
             progress(f"round {it + 1}: inpainted {len(entry['fixed'])} region(s)")
