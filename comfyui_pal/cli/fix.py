@@ -64,7 +64,7 @@ def fix_file(path: Path, out_dir: Path, model, opts: FixOptions, overwrite: bool
     save_image((probs[0] > opts.threshold).float(), out_dir / f"{path.stem}_mask.png", overwrite)
     panel = compare(image, probs, fixed, opts.threshold)
     save_image(panel, out_dir / f"{path.stem}_compare.png", overwrite)
-    row = {**fix_summary(image, fixed, probs, final, history, opts)}
+    row = fix_summary(image, fixed, probs, final, history, opts)
     row["seconds"] = round(time.perf_counter() - t0, 3)
     return row
 

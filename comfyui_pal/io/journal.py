@@ -96,13 +96,12 @@ class Journal:
         if self.rows.pop(str(path), None) is not None:
             self._save()
 
-    def finish(self, order: list[Path]) -> list[dict]:
+    def finish(self, order: list[Path]) -> None:
         """Write the final report, rows in ``order`` (then rows of other earlier inputs)."""
         first = [str(p) for p in order if str(p) in self.rows]
         rest = [k for k in self.rows if k not in set(first)]
         self.rows = {k: self.rows[k] for k in first + rest}
         self._save()
-        return [r for r in self.rows.values() if r.get("status") == "done"]
 
     def _save(self) -> None:
         rows = list(self.rows.values())

@@ -17,11 +17,7 @@ from pathlib import Path
 
 from ..pipelines.curate import rank
 from .images import write_atomic
-
-
-def _identity(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
+from .journal import identity
 
 
 def score_files(
@@ -37,7 +33,7 @@ def score_files(
     cache = json.loads(cache_path.read_text()) if resume and cache_path.exists() else {}
     scores, failed = {}, []
     for k, path in enumerate(files, 1):
-        key, ident = str(path), _identity(path)
+        key, ident = str(path), identity(path)
         hit = cache.get(key)
         if hit is not None and hit["file"] == ident:
             scores[key] = hit["par"]
