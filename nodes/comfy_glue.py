@@ -1,6 +1,8 @@
 """The one place the nodes touch ComfyUI's own modules (each imported only when called).
 
 - ``comfy_progress()``: ComfyUI's progress bar and interrupt as a ``(done, total)`` callback;
+- ``JobBar``: one bar over a whole node (``span(at, until)`` from the fix loop, ``sub(done,
+  total)`` from the inpainter inside the current span);
 - ``pal_model_dirs()``: ComfyUI's ``models/pal`` folders (registered with ``folder_paths``);
 - ``diffusion_inpainter``: ComfyUI's sampling as a ``comfyui_pal`` inpainter.
 
@@ -47,6 +49,47 @@ def comfy_progress() -> Callable[[int, int], None] | None:
         bar["bar"].update_absolute(done, total)
 
     return update
+
+
+class JobBar:
+    """One ComfyUI progress bar with one total for a whole node, shown at once.
+
+    ``span(at, until)``: a step starts (fractions 0..1 of the node's work, as
+    ``comfyui_pal.pipelines.fix.fix`` reports them); ``sub(done, total)``: ``done`` of
+    ``total`` parts of the current step are finished (the diffusion inpainter's crops). Both
+    check the interrupt first. ``finish()`` fills the bar. ``make()`` is None outside ComfyUI.
+    """
+
+    STEPS = 1000
+
+    def __init__(self, bar, interrupted: Callable[[], None]) -> None:
+        self.bar, self.interrupted = bar, interrupted
+        self.at, self.until = 0.0, 1.0
+        self._show(0.0)
+
+    @classmethod
+    def make(cls) -> JobBar | None:
+        try:
+            import comfy.model_management as mm
+            import comfy.utils
+        except ImportError:
+            return None
+        return cls(comfy.utils.ProgressBar(cls.STEPS), mm.throw_exception_if_processing_interrupted)
+
+    def _show(self, fraction: float) -> None:
+        self.bar.update_absolute(round(min(max(fraction, 0.0), 1.0) * self.STEPS), self.STEPS)
+
+    def span(self, at: float, until: float) -> None:
+        self.interrupted()
+        self.at, self.until = at, until
+        self._show(at)
+
+    def sub(self, done: int, total: int) -> None:
+        self.interrupted()
+        self._show(self.at + (self.until - self.at) * done / max(1, total))
+
+    def finish(self) -> None:
+        self._show(1.0)
 
 
 def pal_model_dirs() -> list[Path] | None:

@@ -8,25 +8,9 @@ from comfyui_pal.core.layout import bchw_to_image, image_to_bchw
 from comfyui_pal.options import comfy_inputs, pick
 from comfyui_pal.pipelines.fix import FixOptions, fix
 
-from .comfy_glue import SamplingOptions, comfy_progress, diffusion_inpainter, sampling_inputs
+from .comfy_glue import JobBar, SamplingOptions, diffusion_inpainter, sampling_inputs
 
 CATEGORY = "PAL"
-
-
-def _round_progress(max_iterations: int):
-    """Inside ComfyUI: a progress bar over the rounds, and the interrupt checked before every
-    region and after every round. None outside ComfyUI."""
-    update = comfy_progress()
-    if update is None:
-        return None
-    rounds = {"done": 0}
-
-    def report(message: str) -> None:
-        if message.startswith("round"):
-            rounds["done"] += 1
-        update(rounds["done"], max(1, max_iterations))  # checks the interrupt first
-
-    return report
 
 
 class PALAutoFix:
@@ -84,6 +68,7 @@ class PALAutoFix:
     def fix(self, image, pal_model, model=None, vae=None, positive=None, negative=None, **widgets):
         """``widgets`` are the ``FixOptions`` and ``SamplingOptions`` fields shown above."""
         opts = pick(FixOptions, widgets)
+        bar = JobBar.make()  # one bar over the whole fix, shown at once
         diffusion = [model, vae, positive, negative]
         inpaint = None
         if any(x is not None for x in diffusion):
@@ -98,13 +83,13 @@ class PALAutoFix:
                 positive,
                 negative,
                 pick(SamplingOptions, widgets),
-                progress=comfy_progress(),
+                progress=bar.sub if bar else None,
             )
         fixed, mask, history = fix(
             pal_model.model,
             image_to_bchw(image),
             opts,
             inpaint=inpaint,
-            progress=_round_progress(opts.max_iterations),
+            progress=bar.span if bar else None,
         )
         return bchw_to_image(fixed), mask, json.dumps(history, indent=1)

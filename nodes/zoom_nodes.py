@@ -6,13 +6,7 @@ from comfyui_pal.core.layout import bchw_to_image, comfy_mask, image_to_bchw
 from comfyui_pal.options import pick
 from comfyui_pal.pipelines.zoom import zoom_inpaint
 
-from .comfy_glue import (
-    SEED_MODES,
-    SamplingOptions,
-    comfy_progress,
-    diffusion_inpainter,
-    sampling_inputs,
-)
+from .comfy_glue import SEED_MODES, JobBar, SamplingOptions, diffusion_inpainter, sampling_inputs
 
 CATEGORY = "PAL"
 
@@ -124,6 +118,7 @@ class PALZoomInpaint:
         **sampling,
     ):
         """``sampling`` are the ``SamplingOptions`` widgets (steps, cfg, sampler, ...)."""
+        bar = JobBar.make()  # one bar over the node, shown at once; the crops fill it
         sample = diffusion_inpainter(
             model,
             vae,
@@ -131,7 +126,7 @@ class PALZoomInpaint:
             negative,
             pick(SamplingOptions, sampling),
             seed_mode=seed_mode,
-            progress=comfy_progress(),
+            progress=bar.sub if bar else None,
         )
         seen = {}
 
@@ -150,6 +145,8 @@ class PALZoomInpaint:
             target_size=target_size,
             context_factor=context_factor,
         )
+        if bar is not None:
+            bar.finish()
         crops = seen.get("crops")
         crops = bchw_to_image(crops) if crops is not None else image[:1]
         return bchw_to_image(fixed), crops, plan

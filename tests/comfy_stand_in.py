@@ -32,7 +32,14 @@ class FakeVAE:
 
 
 def install(monkeypatch) -> dict:
-    log = {"encode": [], "sample": [], "progress": [], "interrupt_after": None, "checks": 0}
+    log = {
+        "encode": [],
+        "sample": [],
+        "progress": [],
+        "bars": 0,
+        "interrupt_after": None,
+        "checks": 0,
+    }
 
     class InpaintModelConditioning:
         def encode(self, positive, negative, pixels, vae, mask, noise_mask=True):
@@ -62,6 +69,7 @@ def install(monkeypatch) -> dict:
     class ProgressBar:
         def __init__(self, total):
             self.total = total
+            log["bars"] += 1
 
         def update_absolute(self, done, total=None):
             log["progress"].append((done, total))

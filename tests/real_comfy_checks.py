@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import os
 import shutil
@@ -230,7 +231,15 @@ def main() -> None:
         events.clear()
         fixed = AutoFix().fix(image[:1], pal, **fix_args)[0]
         check("auto fix repaints", not torch.equal(fixed, image[:1]))
-        check("auto fix reports progress", len(events) >= 1, events)
+        check(
+            "auto fix shows one bar, one total, from empty at once to full at the end",
+            len(events) >= 3
+            and len({t for _, t in events}) == 1
+            and events[0][0] == 0
+            and events[-1][0] == events[-1][1]
+            and all(a[0] <= b[0] for a, b in itertools.pairwise(events)),
+            events,
+        )
 
         mm.interrupt_current_processing(True)
         check("an interrupt stops detection", interrupted(Detect().detect, big, pal, "tiled", 0.5))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from conftest import PixelDetector, blob_mask
@@ -194,3 +196,24 @@ def test_built_in_fills_of_huge_regions_work_on_bounded_windows(monkeypatch):
     *_, history = fix(MagentaDetector(), img, opts)
     assert seen and all(max(s) <= 256 for s in seen)
     assert history[1]["par"][0] < history[0]["par"][0]
+
+
+def test_progress_runs_once_from_empty_to_full_per_region_and_can_stop():
+    img, _spot = _scene()
+    seen: list[tuple[float, float]] = []
+    opts = FixOptions(inpainter="smooth", max_iterations=4, grow=2, **MECHANICS)
+    fix(MagentaDetector(), img, opts, progress=lambda at, until: seen.append((at, until)))
+    assert seen[0][0] == 0.0 and seen[-1] == (1.0, 1.0)  # full even though it stops early
+    assert all(a <= u <= 1.0 for a, u in seen)
+    assert all(p[0] <= q[0] for p, q in itertools.pairwise(seen)), seen
+    assert len(seen) >= 2 + 2 + 1  # start, each of the two regions, re-detection, end
+
+    class Stop(Exception):
+        pass
+
+    def stop(at, until):
+        if at > 0:
+            raise Stop
+
+    with pytest.raises(Stop):  # e.g. ComfyUI's interrupt, before the second region
+        fix(MagentaDetector(), img, opts, progress=stop)

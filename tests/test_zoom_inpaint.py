@@ -8,6 +8,7 @@ seed, the way ComfyUI draws one noise tensor for a whole batch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
@@ -58,12 +59,23 @@ def _zoom(pack, image, mask=None, stitch=None, **kw):
     )
 
 
+def _one_bar(comfy, expect=None):
+    """The node showed one bar with one total from its start (0) to its end (full)."""
+    steps = comfy["progress"]
+    assert comfy["bars"] == 1 and {t for _, t in steps} == {1000}
+    assert steps[0][0] == 0 and steps[-1][0] == 1000
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(steps)), steps
+    if expect is not None:
+        assert steps == expect
+
+
 def test_each_region_is_sampled_alone_with_its_own_seed_at_the_target_size(pack, comfy):
     image, mask = _scene()
     fixed, crops, _ = _zoom(pack, image, mask)
     assert [s[0] for s in comfy["sample"]] == [5, 6]
     assert all(shape[0] == 1 and max(shape[1:3]) == 128 for shape, _, _ in comfy["encode"])
-    assert crops.shape[0] == 2 and comfy["progress"][-1] == (2, 2)
+    assert crops.shape[0] == 2
+    _one_bar(comfy, [(0, 1000), (500, 1000), (1000, 1000), (1000, 1000)])
     reach = 4 + 6  # ceil(8/2) + ceil(3*8/4): the blend mask's reach
     near = blob_mask(96, 224, [(40, 40, 7 + reach), (180, 60, 7 + reach)])[0] > 0
     assert torch.equal(fixed[0][~near], image[0][~near])
@@ -143,6 +155,8 @@ def test_auto_fix_uses_the_diffusion_model_when_connected(pack, comfy):
     assert all(max(shape[1:3]) == 128 for shape, _, _ in comfy["encode"])
     rounds = [h for h in json.loads(history) if "iteration" in h]
     assert rounds[-1]["par"][0] < rounds[0]["par"][0]
+    _one_bar(comfy)  # the crops' progress moves the fix's one bar inside its round
+    assert len({d for d, _ in comfy["progress"]}) >= 4
 
 
 def test_auto_fix_names_a_half_connected_diffusion_path(pack, comfy):
@@ -155,5 +169,7 @@ def test_auto_fix_with_the_built_in_inpainter_stops_on_interrupt_between_regions
     with pytest.raises(Interrupted):
         _auto_fix(pack)
     comfy["interrupt_after"] = None
-    _auto_fix(pack)  # and runs through otherwise, reporting rounds on the progress bar
-    assert comfy["progress"][-1] == (1, 1)
+    comfy["progress"].clear()
+    comfy["bars"] = 0
+    _auto_fix(pack)  # and runs through otherwise, on one bar from empty to full
+    _one_bar(comfy)

@@ -33,6 +33,10 @@ INPAINTERS = ("patchmatch", "smooth")
 # px of image kept around a region's context window when it is filled on its own: covers the
 # crop planner's rounding up to 8 px and the acceptance test's ring (3 x acceptance.RING)
 WINDOW_PAD = 3 * acceptance.RING + 8
+# progress over a whole job: called with (at, until) when a step starts, fractions 0..1 of the
+# job done now and when the step ends; may raise to stop
+Span = Callable[[float, float], None]
+INPAINT_SHARE = 0.8  # of each round's share of the bar; re-detection takes the rest
 
 
 @dataclass
@@ -129,7 +133,7 @@ def fix(
     images: Tensor,
     options: FixOptions | None = None,
     inpaint: Inpainter | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Span | None = None,
     probs: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, list[dict]]:
     """Fix ``images`` ``[B,3,H,W]``; returns ``(fixed, final_mask [B,H,W], history)``.
@@ -138,9 +142,12 @@ def fix(
     Each connected patch of inpainted pixels is kept only if it lowered the flagged area in and
     around it, and a round that does not lower an image's PAR is undone for that image, so
     fixing never makes the detector's score worse.
-    ``progress(message)`` is called before each region the built-in inpainter fills and after
-    each round, and may raise to stop. ``history`` lists, per round and image, the PAR
-    measured, the regions inpainted and those skipped (with reasons), and the time taken.
+    ``progress(at, until)`` (fractions of the whole fix, 0..1) is called when each step starts:
+    the fix is ``at`` done and this step ends at ``until`` (each round owns an equal share:
+    inpainting, per region for the built-in inpainter, then re-detection); the last call is
+    ``(1, 1)``, also when the fix stops early. It may raise to stop. ``history`` lists, per
+    round and image, the PAR measured, the regions inpainted and those skipped (with
+    reasons), and the time taken.
     ``probs`` may pass in a detection of ``images`` already made (``[B,H,W]``), to save the
     first pass.
     """
@@ -150,9 +157,14 @@ def fix(
     inpaint = inpaint or builtin_inpainter(opt.inpainter)
     current = images.clone()
     history: list[dict] = []
+    rounds = max(1, opt.max_iterations)
+    report_progress = progress or (lambda at, until: None)
+    report_progress(0.0, 1 / rounds)
     if probs is None:
         probs = _detect(model, current, opt)
     for it in range(opt.max_iterations + 1):
+        base = it / rounds
+        painting = base + INPAINT_SHARE / rounds  # the rest of the round re-detects
         scores = par(probs, opt.threshold).tolist()
         todo = [i for i, s in enumerate(scores) if s > opt.target_par]
         entry = {
@@ -174,10 +186,13 @@ def fix(
             entry["skipped"].append(dict(r, batch_index=todo[r["batch_index"]]))
         seed = opt.seed + 1000 * it
         if native:
-            current[todo], report = _inpaint_native(
-                current[todo], mask, opt, inpaint, seed, progress
-            )
+
+            def step(k: int, n: int, base: float = base, top: float = painting) -> None:
+                report_progress(base + (top - base) * k / n, base + (top - base) * (k + 1) / n)
+
+            current[todo], report = _inpaint_native(current[todo], mask, opt, inpaint, seed, step)
         else:
+            report_progress(base, painting)
             current[todo], report = _inpaint_zoomed(current[todo], mask, opt, inpaint, seed)
         for r in report:
             r = dict(r, batch_index=todo[r["batch_index"]])
@@ -190,8 +205,7 @@ def fix(
         for n, r in enumerate(entry["fixed"] + entry["skipped"], 1):
             r["region"] = f"{it}.{n}"  # one key per record of the whole history ("id" is a label)
         entry["seconds"] = round(time.perf_counter() - t0, 3)
-        if progress is not None:
-            progress(f"round {it + 1}: inpainted {len(entry['fixed'])} region(s)")
+        report_progress(painting, (it + 1) / rounds)
         new_probs = _detect(model, current, opt)
         undone = _keep_improvements(
             previous, current, probs, new_probs, todo, opt.threshold, opt.protect
@@ -219,6 +233,7 @@ def fix(
                 }
             )
             break
+    report_progress(1.0, 1.0)
     final = (probs > opt.threshold).float()
     history.append({"options": asdict(opt)})
     return current, final, history
@@ -290,7 +305,7 @@ def _inpaint_native(
     opt: FixOptions,
     inpaint: Inpainter,
     seed: int,
-    progress: Callable[[str], None] | None = None,
+    step: Callable[[int, int], None] | None = None,
 ) -> tuple[Tensor, list[dict]]:
     """Each region in its own window at (about) native scale, for the built-in inpainters.
 
@@ -304,10 +319,11 @@ def _inpaint_native(
     out = images.clone()
     _, _, h, w = images.shape
     report: list[dict] = []
-    for region in M.regions_from_labels(labels, counts):
+    found = M.regions_from_labels(labels, counts)
+    for k, region in enumerate(found):
         bi, rid = region.batch_index, region.id
-        if progress is not None:  # may raise to stop (ComfyUI's interrupt)
-            progress(f"image {bi + 1}: region {rid}/{counts[bi]}")
+        if step is not None:  # region k of n starts; may raise to stop (ComfyUI's interrupt)
+            step(k, len(found))
         # everything below sees only the region's window (its context, the planner's
         # rounding and the acceptance test's ring): cost follows the region, not the image
         cx0, cy0, cx1, cy1 = regions.context_box(region.box, opt.context_factor, opt.min_context)
