@@ -116,6 +116,8 @@ def test_a_round_that_raises_par_is_undone():
     fixed, _, history = fix(MagentaDetector(), img, FixOptions(max_iterations=2), inpaint=vandal)
     assert torch.equal(fixed, img)
     assert history[0]["reverted"] == [0]
+    records = history[0]["fixed"]
+    assert records and all(r["outcome"] in ("undone", "reverted") and r["why"] for r in records)
 
 
 def test_low_confidence_regions_are_reported_and_left_alone():
@@ -174,6 +176,11 @@ def test_a_change_that_does_not_help_is_undone_and_the_others_kept():
     assert torch.equal(fixed[0][:, second], img[0][:, second])
     assert len(history[0]["changes_undone"]) == 1
     assert history[1]["par"][0] < history[0]["par"][0]
+    # one record per region says what became of it, and why, with what the detector saw
+    by_box = sorted(history[0]["fixed"], key=lambda r: r["box"][0])
+    assert [r["outcome"] for r in by_box] == ["repainted", "undone"]
+    assert "does not flag less" in by_box[1]["why"] and "why" not in by_box[0]
+    assert all(r["mean_prob"] > 0.5 for r in by_box)
 
 
 def test_built_in_fills_of_huge_regions_work_on_bounded_windows(monkeypatch):

@@ -17,6 +17,7 @@ FIELDS = [
     "par_after",
     "regions_tried",
     "regions_repainted",
+    "regions_undone",
     "regions_skipped",
     "rounds",
     "seconds",

@@ -195,8 +195,18 @@ def fix(
             report_progress(base, painting)
             current[todo], report = _inpaint_zoomed(current[todo], mask, opt, inpaint, seed)
         for r in report:
-            r = dict(r, batch_index=todo[r["batch_index"]])
-            (entry["fixed"] if r["status"] != "skipped" else entry["skipped"]).append(r)
+            local = r["batch_index"]
+            r = dict(r, batch_index=todo[local])
+            if r["status"] == "skipped":
+                entry["skipped"].append(r)
+                continue
+            x0, y0, x1, y1 = r["box"]  # the detector's view of what is repainted
+            seen = probs[todo[local], y0:y1, x0:x1][mask[local, y0:y1, x0:x1] > 0]
+            if len(seen):
+                r.update(
+                    mean_prob=round(float(seen.mean()), 3), max_prob=round(float(seen.max()), 3)
+                )
+            entry["fixed"].append(dict(r, outcome="repainted"))
         if not entry["fixed"] and not unsure:
             for i in todo:
                 entry["skipped"].append(
@@ -204,6 +214,7 @@ def fix(
                 )
         for n, r in enumerate(entry["fixed"] + entry["skipped"], 1):
             r["region"] = f"{it}.{n}"  # one key per record of the whole history ("id" is a label)
+            r.setdefault("outcome", "skipped")
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         report_progress(painting, (it + 1) / rounds)
         new_probs = _detect(model, current, opt)
@@ -212,6 +223,7 @@ def fix(
         )
         if undone:
             entry["changes_undone"] = undone
+            _mark(entry["fixed"], undone, "undone")
             again = sorted({u["batch_index"] for u in undone})  # measure them as they now are
             new_probs[again] = _detect(model, current[again], opt)
         new_scores = par(new_probs, opt.threshold).tolist()
@@ -220,6 +232,8 @@ def fix(
             current[worse] = previous[worse]
             new_probs[worse] = probs[worse]
             entry["reverted"] = worse
+            why = "the round did not lower this image's PAR"
+            _mark(entry["fixed"], [{"batch_index": i, "reason": why} for i in worse], "reverted")
         probs = new_probs
         if len(worse) == len(todo):
             history.append(
@@ -237,6 +251,21 @@ def fix(
     final = (probs > opt.threshold).float()
     history.append({"options": asdict(opt)})
     return current, final, history
+
+
+def _mark(records: list[dict], events: list[dict], outcome: str) -> None:
+    """Set ``outcome`` and ``why`` on the repainted region records each event touches: the
+    same image and, when the event has a ``box`` (an undone edit), an overlapping box."""
+    for e in events:
+        for r in records:
+            if r["batch_index"] != e["batch_index"] or r.get("outcome") != "repainted":
+                continue
+            if "box" in e:
+                ax0, ay0, ax1, ay1 = e["box"]
+                bx0, by0, bx1, by1 = r["box"]
+                if ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0:
+                    continue
+            r.update(outcome=outcome, why=e["reason"])
 
 
 def _confident_regions(probs: Tensor, opt: FixOptions) -> tuple[Tensor, list[dict]]:
@@ -456,6 +485,9 @@ def fix_summary(
         "regions_tried": sum(len(h["fixed"]) for h in rounds),
         "regions_repainted": repainted,
         "regions_skipped": sum(len(h["skipped"]) for h in rounds),
+        "regions_undone": sum(
+            r["outcome"] in ("undone", "reverted") for h in rounds for r in h["fixed"]
+        ),
         "rounds": len(rounds) - 1,
         "history": rounds,
     }
