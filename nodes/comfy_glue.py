@@ -80,7 +80,8 @@ class JobBar:
         self.bar.update_absolute(round(min(max(fraction, 0.0), 1.0) * self.STEPS), self.STEPS)
 
     def span(self, at: float, until: float) -> None:
-        self.interrupted()
+        if at < 1:  # the end of finished work is never interrupted away
+            self.interrupted()
         self.at, self.until = at, until
         self._show(at)
 

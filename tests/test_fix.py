@@ -224,3 +224,20 @@ def test_progress_runs_once_from_empty_to_full_per_region_and_can_stop():
 
     with pytest.raises(Stop):  # e.g. ComfyUI's interrupt, before the second region
         fix(MagentaDetector(), img, opts, progress=stop)
+
+
+def test_an_undone_edit_marks_only_the_regions_whose_pixels_it_touches():
+    from comfyui_pal.pipelines.fix import _mark
+
+    mask = torch.zeros(1, 40, 40)
+    mask[0, 5:15, 5:15] = 1  # region A
+    mask[0, 12:30, 18:30] = 1  # region B: its box overlaps the edit's window, not its pixels
+    records = [
+        {"batch_index": 3, "box": (5, 5, 15, 15), "outcome": "repainted"},
+        {"batch_index": 3, "box": (18, 12, 30, 30), "outcome": "repainted"},
+    ]
+    patch = torch.zeros(20, 20, dtype=torch.bool)
+    patch[:12, :12] = True  # the edit covers A (rows/cols 2..13) but none of B
+    edit = {"batch_index": 3, "reason": "no", "pixels": (slice(2, 22), slice(2, 22), patch)}
+    _mark(records, [edit], "undone", mask, [3])
+    assert [r["outcome"] for r in records] == ["undone", "repainted"]

@@ -222,8 +222,10 @@ def fix(
             previous, current, probs, new_probs, todo, opt.threshold, opt.protect
         )
         if undone:
+            _mark(entry["fixed"], undone, "undone", mask, todo)
+            for u in undone:
+                del u["pixels"]
             entry["changes_undone"] = undone
-            _mark(entry["fixed"], undone, "undone")
             again = sorted({u["batch_index"] for u in undone})  # measure them as they now are
             new_probs[again] = _detect(model, current[again], opt)
         new_scores = par(new_probs, opt.threshold).tolist()
@@ -233,7 +235,8 @@ def fix(
             new_probs[worse] = probs[worse]
             entry["reverted"] = worse
             why = "the round did not lower this image's PAR"
-            _mark(entry["fixed"], [{"batch_index": i, "reason": why} for i in worse], "reverted")
+            events = [{"batch_index": i, "reason": why} for i in worse]
+            _mark(entry["fixed"], events, "reverted", mask, todo)
         probs = new_probs
         if len(worse) == len(todo):
             history.append(
@@ -253,17 +256,30 @@ def fix(
     return current, final, history
 
 
-def _mark(records: list[dict], events: list[dict], outcome: str) -> None:
+def _mark(
+    records: list[dict], events: list[dict], outcome: str, mask: Tensor, todo: list[int]
+) -> None:
     """Set ``outcome`` and ``why`` on the repainted region records each event touches: the
-    same image and, when the event has a ``box`` (an undone edit), an overlapping box."""
+    same image and, for an undone edit (its ``pixels``: rows, columns and bool patch of its
+    window), a repainted pixel of the region's box (``mask`` ``[len(todo),H,W]``) inside the
+    edit."""
     for e in events:
         for r in records:
             if r["batch_index"] != e["batch_index"] or r.get("outcome") != "repainted":
                 continue
-            if "box" in e:
-                ax0, ay0, ax1, ay1 = e["box"]
-                bx0, by0, bx1, by1 = r["box"]
-                if ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0:
+            if "pixels" in e:
+                wy, wx, patch = e["pixels"]
+                x0, y0, x1, y1 = r["box"]
+                ys = slice(max(y0, wy.start), min(y1, wy.stop))
+                xs = slice(max(x0, wx.start), min(x1, wx.stop))
+                if ys.start >= ys.stop or xs.start >= xs.stop:
+                    continue
+                painted = mask[todo.index(r["batch_index"]), ys, xs] > 0
+                edit = patch[
+                    ys.start - wy.start : ys.stop - wy.start,
+                    xs.start - wx.start : xs.stop - wx.start,
+                ]
+                if not (painted & edit).any():
                     continue
             r.update(outcome=outcome, why=e["reason"])
 
@@ -421,7 +437,7 @@ def _keep_improvements(
     view of the change reaches) before and after; if there are not fewer, or the verdict
     names a loss, every pixel of it is put back from ``previous`` exactly. ``current`` is
     edited in place. Returns one record per undone edit: image index, patch number, box,
-    area and the reason.
+    area, the reason and its ``pixels`` (window rows, columns and bool patch; not reported).
     """
     undone = []
     _, _, h, w = previous.shape
@@ -452,6 +468,7 @@ def _keep_improvements(
                         "box": list(r.box),
                         "area_px": r.area_px,
                         "reason": why,
+                        "pixels": (wy, wx, patch),  # for the region records; not reported
                     }
                 )
     return undone
@@ -486,7 +503,7 @@ def fix_summary(
         "regions_repainted": repainted,
         "regions_skipped": sum(len(h["skipped"]) for h in rounds),
         "regions_undone": sum(
-            r["outcome"] in ("undone", "reverted") for h in rounds for r in h["fixed"]
+            r.get("outcome") in ("undone", "reverted") for h in rounds for r in h["fixed"]
         ),
         "rounds": len(rounds) - 1,
         "history": rounds,
