@@ -57,7 +57,8 @@ class JobBar:
     ``span(at, until)``: a step starts (fractions 0..1 of the node's work, as
     ``comfyui_pal.pipelines.fix.fix`` reports them); ``sub(done, total)``: ``done`` of
     ``total`` parts of the current step are finished (the diffusion inpainter's crops). Both
-    check the interrupt first. ``finish()`` fills the bar. ``make()`` is None outside ComfyUI.
+    check the interrupt first, except for the final span (``at`` 1), so finished work is
+    never interrupted away. ``finish()`` fills the bar. ``make()`` is None outside ComfyUI.
     """
 
     STEPS = 1000

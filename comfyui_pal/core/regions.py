@@ -443,9 +443,9 @@ def resize(x: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Tensor:
     """
     if tuple(x.shape[-2:]) == tuple(size):
         return x.clone()
-    shrink = mode == "bicubic" or size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    antialias = mode == "bicubic" or size[0] < x.shape[-2] or size[1] < x.shape[-1]
     work = x.to(torch.promote_types(x.dtype, torch.float32))
-    out = F.interpolate(work, size=size, mode=mode, align_corners=False, antialias=shrink)
+    out = F.interpolate(work, size=size, mode=mode, align_corners=False, antialias=antialias)
     return out.to(x.dtype)
 
 

@@ -30,7 +30,7 @@ PATCH = 7
 MIN_LEVEL_SIDE = 32
 CONFIDENCE = 1.3  # hole pixels weigh CONFIDENCE ** -(distance to the known region, px)
 DETAIL_SPREAD = 3.0  # finest-octave copies weigh exp(-d / (2 * this * median d))
-ONION_ITERS = 2
+ONION_ITERS = 2  # PatchMatch iterations per ring of the coarsest scale's onion peel
 MAX_DEPTH = 24  # deeper hole pixels keep the weight of this depth
 
 
@@ -237,12 +237,10 @@ def _patchmatch(
 def _vote(lv: _Level, q: Tensor, d: Tensor, cur: Tensor, only: Tensor | None = None) -> Tensor:
     """New estimate: each hole pixel = weighted mean of the source pixels voted for it.
 
-    A patch's vote weighs ``exp(-d / 2 sigma^2)`` times its confidence support (none for an
-    infinite ``d``); ``only``
+    A patch's vote weighs ``exp(-d / 2 sigma^2)`` times its confidence support; ``only``
     ``[h*w]`` bool restricts which hole pixels are updated.
     """
-    finite = d[torch.isfinite(d)]
-    sigma2 = (finite.median() if len(finite) else d.new_ones(())).clamp(min=1e-6)
+    sigma2 = d.median().clamp(min=1e-6)
     patch_w = torch.exp(-d / (2 * sigma2)) * lv.support  # [N]
     voters = lv.voters  # [K, Nh]
     has = voters >= 0
@@ -282,22 +280,29 @@ def _onion_peel(lv: _Level, q: Tensor, cur: Tensor, g: torch.Generator, search: 
     return cur, q
 
 
+def _double(
+    q: Tensor, coarse: _Level, fy: Tensor, fx: Tensor, size: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """Where the coarse field points for fine pixels ``(fy, fx)`` (same offset, doubled) in
+    a fine image of ``size`` ``(h, w)``: flat fine sources (clamped into the image) and which
+    are real (the coarse pixel is a coarse target and the doubled source lies inside)."""
+    h, w = size
+    cy, cx = (fy // 2).clamp(max=coarse.h - 1), (fx // 2).clamp(max=coarse.w - 1)
+    cidx = coarse.map[cy * coarse.w + cx]
+    cq = q[cidx.clamp(min=0)]
+    sy = (cq // coarse.w) * 2 + (fy - cy * 2)
+    sx = (cq % coarse.w) * 2 + (fx - cx * 2)
+    ok = (cidx >= 0) & (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
+    return sy.clamp(0, h - 1) * w + sx.clamp(0, w - 1), ok
+
+
 def _upsample_field(q: Tensor, coarse: _Level, fine: _Level) -> tuple[Tensor, Tensor]:
     """Map the coarse field onto the fine targets (same offset, doubled).
 
     Returns the fine field ``[N]`` and which of its entries are valid sources ``[N]`` bool.
     """
-    fy, fx = fine.ty, fine.tx
-    cy, cx = (fy // 2).clamp(max=coarse.h - 1), (fx // 2).clamp(max=coarse.w - 1)
-    cidx = coarse.map[cy * coarse.w + cx]
-    have = cidx >= 0
-    cq = q[cidx.clamp(min=0)]
-    sy = (cq // coarse.w) * 2 + (fy - cy * 2)
-    sx = (cq % coarse.w) * 2 + (fx - cx * 2)
-    inside = (sy >= 0) & (sy < fine.h) & (sx >= 0) & (sx < fine.w)
-    cand = sy.clamp(0, fine.h - 1) * fine.w + sx.clamp(0, fine.w - 1)
-    ok = have & inside & fine.valid[cand]
-    return cand, ok
+    cand, ok = _double(q, coarse, fine.ty, fine.tx, (fine.h, fine.w))
+    return cand, ok & fine.valid[cand]
 
 
 def _detail_fill(
@@ -325,13 +330,10 @@ def _detail_fill(
     octave = (image - blur[0]).reshape(c, -1)
     pix = hole.flatten().nonzero()[:, 0]
     hy, hx = pix // w, pix % w
-    cy, cx = (hy // 2).clamp(max=coarse.h - 1), (hx // 2).clamp(max=coarse.w - 1)
-    t = coarse.map[cy * coarse.w + cx]  # every hole pixel's coarse pixel is a coarse target
-    cq = q[t.clamp(min=0)]
-    sy = (cq // coarse.w) * 2 + (hy - cy * 2)
-    sx = (cq % coarse.w) * 2 + (hx - cx * 2)
-    ok = (t >= 0) & (sy < h) & (sx < w)
-    src = torch.where(ok, sy.clamp(max=h - 1) * w + sx.clamp(max=w - 1), pix)
+    src, ok = _double(q, coarse, hy, hx, (h, w))
+    src = torch.where(ok, src, pix)
+    # every hole pixel's coarse pixel is a coarse target: its match distance weighs the copy
+    t = coarse.map[(hy // 2).clamp(max=coarse.h - 1) * coarse.w + (hx // 2).clamp(max=coarse.w - 1)]
     spread = 2 * DETAIL_SPREAD * d.median().clamp(min=1e-6)
     weight = torch.where(ok, torch.exp(-d[t.clamp(min=0)] / spread), 0.0)
     flat = up.reshape(c, -1).clone()
