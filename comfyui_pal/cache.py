@@ -16,6 +16,7 @@ it. Outside ComfyUI the device is CUDA, then MPS, then CPU.
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import warnings
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from .models.loading import load_model_file
+from .models.memory import cache_bytes, model_bytes
 
 # The shipped default detector (PAL-Lite, see weights/README.md).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "pal_lite.safetensors"
@@ -63,12 +65,6 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def model_bytes(model: nn.Module) -> int:
-    """Bytes held by a module's parameters and buffers."""
-    tensors = [*model.parameters(), *model.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 PATCHER_ATTR = "comfy_patcher"  # the model's comfy.model_patcher.ModelPatcher inside ComfyUI
@@ -139,10 +135,13 @@ class ModelCache:
         offload = torch.device(mm.unet_offload_device())
         model = self._loader(path, offload, dtype)
         self.loads += 1
+        # ComfyUI's size of the model: weights plus the caches it keeps resident
+        size = model_bytes(model) + cache_bytes(model)
+        sized = "size" in inspect.signature(ModelPatcher).parameters  # else it sums weights
+        extra = {"size": size} if sized else {}
+        patcher = ModelPatcher(model, load_device=device, offload_device=offload, **extra)
         # a plain attribute, not a submodule: the model <-> patcher cycle dies as one
-        object.__setattr__(
-            model, PATCHER_ATTR, ModelPatcher(model, load_device=device, offload_device=offload)
-        )
+        object.__setattr__(model, PATCHER_ATTR, patcher)
         return _Entry(model, model_bytes(model))
 
     def _evict(self, keep: tuple) -> None:
@@ -154,23 +153,36 @@ class ModelCache:
                 continue
             total -= self._entries.pop(key).nbytes
 
-    def prepare(self, model: nn.Module) -> torch.device:
+    def prepare(
+        self, model: nn.Module, memory_required: int | Callable[[torch.device], int] = 0
+    ) -> torch.device:
         """Make ``model`` ready to run and return the device its weights are on.
 
-        Inside ComfyUI this asks ComfyUI to free memory and load the model's patcher; it is a
-        no-op otherwise.
+        Inside ComfyUI this asks ComfyUI to free ``memory_required`` bytes beyond the
+        model's size (a number, or a function of the load device computing it, called only
+        there), and to load the model fully: a plain ``nn.Module`` partially loaded by
+        ComfyUI's low-VRAM path would keep layers on the offload device, and its forward
+        would fail on mixed devices. Should an old ComfyUI still split it, the rest follows
+        with a warning. A no-op outside ComfyUI.
         """
         patcher = getattr(model, PATCHER_ATTR, None)
         mm = _comfy_mm()
         if patcher is not None and mm is not None:
+            load_device = torch.device(patcher.load_device)
+            need = memory_required(load_device) if callable(memory_required) else memory_required
             try:
-                mm.load_models_gpu([patcher])
+                params = inspect.signature(mm.load_models_gpu).parameters
+                if "force_full_load" in params:
+                    mm.load_models_gpu([patcher], memory_required=need, force_full_load=True)
+                else:  # before ComfyUI had force_full_load
+                    mm.load_models_gpu([patcher], memory_required=need)
             except Exception as exc:  # an incompatible ComfyUI: run where the weights are
                 warnings.warn(
                     f"ComfyUI could not load the PAL model ({exc}); running it unmanaged",
                     RuntimeWarning,
                     stacklevel=2,
                 )
+            _whole_on_one_device(model, load_device)
         return next(model.parameters()).device
 
     def clear(self) -> None:
@@ -183,6 +195,19 @@ class ModelCache:
     @property
     def nbytes(self) -> int:
         return sum(e.nbytes for e in self._entries.values())
+
+
+def _whole_on_one_device(model: nn.Module, load_device: torch.device) -> None:
+    """Move a model left split across devices (a partial load) wholly to ``load_device``."""
+    devices = {t.device for t in [*model.parameters(), *model.buffers()]}
+    if len(devices) > 1:
+        warnings.warn(
+            f"ComfyUI loaded the PAL model partially (weights on {sorted(map(str, devices))}); "
+            f"moving all of it to {load_device} (free VRAM or update ComfyUI to avoid this)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        model.to(load_device)
 
 
 CACHE = ModelCache()

@@ -39,6 +39,7 @@ def install(monkeypatch) -> dict:
         "bars": 0,
         "interrupt_after": None,
         "checks": 0,
+        "load_models_gpu": [],
     }
 
     class InpaintModelConditioning:
@@ -75,8 +76,9 @@ def install(monkeypatch) -> dict:
             log["progress"].append((done, total))
 
     class ModelPatcher:
-        def __init__(self, model, load_device, offload_device):
+        def __init__(self, model, load_device, offload_device, size=0):
             self.model, self.load_device, self.offload_device = model, load_device, offload_device
+            self.size = size
 
     nodes = types.ModuleType("nodes")
     nodes.InpaintModelConditioning = InpaintModelConditioning
@@ -85,7 +87,9 @@ def install(monkeypatch) -> dict:
     mm.throw_exception_if_processing_interrupted = check
     mm.get_torch_device = lambda: torch.device("cpu")
     mm.unet_offload_device = lambda: torch.device("cpu")
-    mm.load_models_gpu = lambda patchers: None
+    mm.load_models_gpu = lambda patchers, memory_required=0, force_full_load=False: log[
+        "load_models_gpu"
+    ].append((patchers, memory_required, force_full_load))
     mp = types.ModuleType("comfy.model_patcher")
     mp.ModelPatcher = ModelPatcher
     utils = types.ModuleType("comfy.utils")

@@ -15,6 +15,7 @@ Everything runs under ``torch.inference_mode()``, as ComfyUI's executor does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import itertools
 import logging
@@ -208,7 +209,31 @@ def main() -> None:
         check("device is ComfyUI's", device == torch.device(mm.get_torch_device()), device)
         check("model carries its ModelPatcher", hasattr(pal.model, cache.PATCHER_ATTR))
 
-        probs = Detect().detect(image, pal, "resize", 0.5)[0]
+        from comfyui_pal.models.memory import cache_bytes, model_bytes
+
+        patcher = getattr(pal.model, cache.PATCHER_ATTR)
+        size = model_bytes(pal.model) + cache_bytes(pal.model)
+        check("ComfyUI sizes the model with its caches", patcher.model_size() == size, size)
+        asked: list[dict] = []
+        real_load = mm.load_models_gpu
+
+        @functools.wraps(real_load)  # keeps the signature our call inspects
+        def recording(*a, **kw):
+            asked.append(kw)
+            return real_load(*a, **kw)
+
+        mm.load_models_gpu = recording
+        try:
+            probs = Detect().detect(image, pal, "resize", 0.5)[0]
+        finally:
+            mm.load_models_gpu = real_load
+        check(
+            "detection asks load_models_gpu for a full load and its activation memory",
+            asked
+            and asked[-1].get("force_full_load") is True
+            and asked[-1].get("memory_required", 0) > 10 * 2**20,
+            asked,
+        )
         check("detection loads the model through load_models_gpu", loaded(pal.model))
         mm.unload_all_models()
         check("ComfyUI can unload it", not loaded(pal.model))
@@ -257,7 +282,7 @@ def main() -> None:
         leaks = [m for m in warned.messages if "leak" in m.lower()]
         check("an evicted model still in use is not reported as a leak", not leaks, leaks)
         gone = weakref.ref(pal.model)
-        del pal, again, probs
+        del pal, again, probs, patcher
         gc.collect()
         mm.cleanup_models()
         check("the last reference gone, the evicted model is freed", gone() is None)

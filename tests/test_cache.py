@@ -16,6 +16,7 @@ from torch import nn
 
 from comfyui_pal import cache as cache_mod
 from comfyui_pal.cache import ModelCache
+from comfyui_pal.models.memory import model_bytes
 
 
 def _slow_loader(calls: list):
@@ -108,13 +109,17 @@ def _fake_comfy(monkeypatch, log: list):
     mm = types.ModuleType("comfy.model_management")
     mm.get_torch_device = lambda: torch.device("cpu")
     mm.unet_offload_device = lambda: torch.device("cpu")
-    mm.load_models_gpu = lambda patchers: log.append(("load_models_gpu", patchers))
+
+    def load_models_gpu(patchers, memory_required=0, force_full_load=False):
+        log.append(("load_models_gpu", patchers, memory_required, force_full_load))
+
+    mm.load_models_gpu = load_models_gpu
     mp = types.ModuleType("comfy.model_patcher")
 
     class ModelPatcher:
-        def __init__(self, model, load_device, offload_device):
-            log.append(("patcher", load_device, offload_device))
-            self.model = model
+        def __init__(self, model, load_device, offload_device, size=0):
+            log.append(("patcher", load_device, offload_device, size))
+            self.model, self.load_device, self.size = model, load_device, size
 
     mp.ModelPatcher = ModelPatcher
     comfy = types.ModuleType("comfy")
@@ -134,7 +139,7 @@ def test_inside_comfyui_models_are_wrapped_so_comfyui_manages_their_memory(
     _fake_comfy(monkeypatch, log)
     c = ModelCache(loader=_slow_loader([]))
     model = c.get(weight_files[0])
-    assert log[0] == ("patcher", torch.device("cpu"), torch.device("cpu"))
+    assert log[0] == ("patcher", torch.device("cpu"), torch.device("cpu"), model_bytes(model))
     assert c.prepare(model) == torch.device("cpu")
     assert log[-1][0] == "load_models_gpu" and log[-1][1][0].model is model
 

@@ -12,7 +12,9 @@ Shapes: tokens ``[B, H*W, C]``; outputs ``[B, C_i, H_i, W_i]`` with ``H_1 = ceil
 
 from __future__ import annotations
 
-import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,48 @@ from einops import rearrange
 from torch import Tensor, nn
 
 MASK_FILL = -100.0  # value mmseg adds to attention logits across shifted-window borders
+
+
+class DeviceCache:
+    """Least recently used derived tensors (shift masks, window orders) by key, ``size`` at
+    most. Keys end with the device; ``clear(device)`` drops one device's entries (a model
+    offloaded by ComfyUI must not leave GPU tensors behind) and ``nbytes`` says what they
+    hold."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple, tuple[Tensor, ...]] = OrderedDict()
+
+    def get(self, key: tuple, build: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        value = build()
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return value
+
+    def clear(self, device: torch.device | None = None) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if device is None or k[-1] == device]:
+                del self._entries[key]
+
+    def nbytes(self, device: torch.device | None = None) -> int:
+        with self._lock:
+            return sum(
+                t.nbytes
+                for k, v in self._entries.items()
+                if device is None or k[-1] == device
+                for t in v
+            )
+
+
+MASKS = DeviceCache(8)  # shift masks up to MASK_CACHE_ELEMENTS each
+ORDERS = DeviceCache(32)  # window partition gathers
 
 
 class PatchEmbed(nn.Module):
@@ -73,6 +117,15 @@ class WindowMSA(nn.Module):
         device = self.relative_position_bias_table.device
         self.relative_position_index = relative_position_index(self.window).to(device)
         self._bias_cache = None
+
+    def _apply(self, fn, *args, **kwargs):
+        self._bias_cache = None  # moved or cast (e.g. offloaded by ComfyUI): rebuilt on use
+        return super()._apply(fn, *args, **kwargs)
+
+    def cache_bytes(self) -> int:
+        """The most the inference bias cache holds: ``[heads, N, N]`` float32."""
+        n = self.relative_position_index.shape[0]
+        return self.num_heads * n * n * 4
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         # older files (mmseg, our conversions before the buffer became non-persistent) hold a
@@ -135,12 +188,8 @@ def _shift_mask(hp: int, wp: int, ws: int, s: int, device: torch.device) -> Tens
     reuse one.
     """
     if (hp // ws) * (wp // ws) * (ws * ws) ** 2 <= MASK_CACHE_ELEMENTS:
-        return _cached_shift_mask(hp, wp, ws, s, device)
-    return _build_shift_mask(hp, wp, ws, s, device)
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_shift_mask(hp: int, wp: int, ws: int, s: int, device: torch.device) -> Tensor:
+        key = (hp, wp, ws, s, device)
+        return MASKS.get(key, lambda: (_build_shift_mask(hp, wp, ws, s, device),))[0]
     return _build_shift_mask(hp, wp, ws, s, device)
 
 
@@ -158,10 +207,9 @@ def _build_shift_mask(hp: int, wp: int, ws: int, s: int, device: torch.device) -
         return torch.where(diff != 0, MASK_FILL, 0.0)
 
 
-@functools.lru_cache(maxsize=32)
 def _window_order(h: int, w: int, ws: int, s: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Token gathers of the (shifted) window partition of an ``h x w`` grid padded to whole
-    windows ``hp x wp``.
+    """Token gathers (cached in ``ORDERS``) of the (shifted) window partition of an
+    ``h x w`` grid padded to whole windows ``hp x wp``.
 
     ``order`` ``[hp*wp]``: for each token in window order (window by window, row-major inside)
     its flat index in the padded grid after rolling it by ``-s`` on both axes. ``back``
@@ -169,6 +217,12 @@ def _window_order(h: int, w: int, ws: int, s: int, device: torch.device) -> tupl
     gather in replaces the roll and partition copies, one gather out the reverse partition,
     roll and crop.
     """
+    return ORDERS.get((h, w, ws, s, device), lambda: _build_window_order(h, w, ws, s, device))
+
+
+def _build_window_order(
+    h: int, w: int, ws: int, s: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
     hp, wp = h + (-h) % ws, w + (-w) % ws
     with torch.inference_mode(False), torch.no_grad():  # cached: may serve training too
         rows = (torch.arange(hp, device=device) + s) % hp
@@ -290,6 +344,14 @@ class SwinTransformer(nn.Module):
         for i, d in enumerate(dims):
             self.add_module(f"norm{i}", nn.LayerNorm(d))
         self.out_channels = dims
+
+    def _apply(self, fn, *args, **kwargs):
+        # moved or cast (ComfyUI offloading it, .to(dtype)): the grids built on the device it
+        # leaves go with it
+        device = self.patch_embed.projection.weight.device
+        MASKS.clear(device)
+        ORDERS.clear(device)
+        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x, hw = self.patch_embed(x)

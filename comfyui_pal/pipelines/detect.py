@@ -99,16 +99,41 @@ def resize_input(x: Tensor, size: int = INPUT_SIZE, resample: str = "bicubic") -
     return out.clamp(0, 1)
 
 
-def _autocast(device: torch.device, precision: str):
-    """Autocast context for ``precision`` (one of ``PRECISIONS``, checked by DetectOptions)."""
+def _compute_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """The dtype the model computes in for ``precision`` (one of ``PRECISIONS``) on ``device``."""
     if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
-        return torch.autocast(device.type, enabled=False)
+        return torch.float32
     if precision == "auto":
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        dtype = torch.bfloat16 if bf16 else torch.float16
-    else:
-        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        return torch.bfloat16 if bf16 else torch.float16
+    return torch.float16 if precision == "fp16" else torch.bfloat16
+
+
+def _autocast(device: torch.device, precision: str):
+    """Autocast context for ``precision`` (checked by DetectOptions)."""
+    dtype = _compute_dtype(device, precision)
+    if dtype == torch.float32:
+        return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype)
+
+
+def detect_bytes(
+    model: nn.Module, h: int, w: int, options: DetectOptions, device: torch.device
+) -> int:
+    """Device memory (bytes) ``detect`` needs beyond the weights for ``[*,C,h,w]`` images on
+    ``device``: one model call's peak (``batch_size`` items at the model's input size, or
+    tiles), the logits a mirrored pass keeps meanwhile, and the full-size logits and
+    probabilities of the chunk (float32)."""
+    from ..models.memory import forward_bytes
+
+    n = options.batch_size
+    dtype = _compute_dtype(device, options.precision)
+    shapes = [(n, 3, INPUT_SIZE, INPUT_SIZE)]
+    if options.mode == "tiled":
+        th, tw = max(MIN_SIDE, min(options.tile, h)), max(MIN_SIDE, min(options.tile, w))
+        shapes.append((n, 3, th, tw))
+    call = max(forward_bytes(model, s, dtype) + 2 * 4 * s[0] * s[2] * s[3] for s in shapes)
+    return call + 2 * (n * 2 * h * w * 4)
 
 
 def _logits(model: nn.Module, x: Tensor, tta: bool) -> Tensor:
@@ -169,8 +194,8 @@ def detect(
     from ..cache import CACHE
 
     x = as_rgb_bchw(images)
-    device = CACHE.prepare(model)
     b, _, h, w = x.shape
+    device = CACHE.prepare(model, lambda dev: detect_bytes(model, h, w, opt, dev))
     tile, tta = opt.tile, opt.tta
     resample = getattr(model, "input_resample", "bicubic")  # what the model was trained with
     plans = [("global", i, None) for i in range(b)]
