@@ -6,14 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import device, model_parent, write_reports
+from .common import device, model_parent, overwrite_parent, write_reports
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "queue",
         help="run a workflow on a ComfyUI server per image or seed",
-        parents=[model_parent("detector for the PAR report:")],
+        parents=[
+            model_parent("detector for the PAR report:"),
+            overwrite_parent("outputs and the report of an earlier run in --out"),
+        ],
     )
     p.add_argument("workflow", help="API-format workflow JSON (examples/api/)")
     p.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI address")
@@ -37,11 +40,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         workflow = load_workflow(Path(args.workflow))
         if args.images:
-            jobs = [Job(p.stem, image=p) for p in list_images([args.images])]
+            images = list_images([args.images])
+            total, jobs = len(images), (Job(p.stem, image=p) for p in images)
         else:
-            jobs = [Job(f"seed{s}", seed=s) for s in parse_seeds(args.seeds)]
+            seeds = parse_seeds(args.seeds)
+            total, jobs = len(seeds), (Job(f"seed{s}", seed=s) for s in seeds)
         client = Client(args.server, retries=args.retries)
-        done = run_queue(workflow, jobs, out_dir, client, args.concurrency, args.resume)
+        done = run_queue(
+            workflow, jobs, out_dir, client, args.concurrency, args.resume, overwrite=args.overwrite
+        )
     except (QueueError, ValueError, FileNotFoundError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -55,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
             probs = detect(model, load_image(out_dir / r["output"]))
             r["par"] = round(float(par(probs)[0]), 6)
     write_reports(out_dir, rows, ["job", "output", "par"])
-    print(f"{len(done)}/{len(jobs)} job(s) done, {len(rows)} output(s) in {out_dir}")
-    return 0 if len(done) == len(jobs) else 1
+    print(f"{len(done)}/{total} job(s) done, {len(rows)} output(s) in {out_dir}")
+    return 0 if len(done) == total else 1

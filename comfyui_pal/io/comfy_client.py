@@ -1,24 +1,32 @@
 """Drive a ComfyUI server over a folder of images or a range of seeds (the ``queue`` command).
 
 Standard-library HTTP only: ``POST /upload/image`` (multipart), ``POST /prompt``,
-``GET /history/{id}``, ``GET /view``. Each job is a copy of an API-format workflow with its
-image or seed filled in; jobs run with bounded concurrency, transient failures (connection
-errors, HTTP 5xx) are retried with exponential backoff, outputs land in the output folder,
-and ``queue_state.json`` records finished jobs so an interrupted run resumes where it stopped.
+``GET /history/{id}``, ``GET /queue``, ``GET /view``. Each job is a copy of an API-format
+workflow with its image or seed filled in; jobs run with bounded concurrency, transient
+failures (connection errors, timeouts, HTTP 5xx) of reads are retried with exponential
+backoff, outputs land in the output folder, and ``queue_state.json`` records finished jobs so
+an interrupted run resumes where it stopped.
+
+The server is not trusted: a prompt is submitted with its own id and never resent before
+``/history`` and ``/queue`` show it was not accepted (a timed-out ``POST /prompt`` may have
+queued it); every answer is bounded in size and time, and one that is not what ComfyUI sends
+is a ``QueueError`` naming it; output file names are reduced to a plain name inside the
+output folder (no separators, ``..``, absolute paths, control characters or reserved names).
 """
 
 from __future__ import annotations
 
 import copy
+import http.client
 import json
 import mimetypes
+import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +34,20 @@ from pathlib import Path
 from .images import write_atomic
 
 SEED_INPUTS = ("seed", "noise_seed")
+MAX_JSON_BYTES = 64 * 2**20  # a history or status answer larger than this is refused
+MAX_FILE_BYTES = 2 * 2**30  # and an output file larger than this
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10))} | {
+    f"LPT{i}" for i in range(10)
+}
 
 
 class QueueError(RuntimeError):
     """A problem the user must fix (server down, invalid workflow, missing node)."""
+
+
+class Unanswered(QueueError):
+    """No usable answer came (connection error, timeout, HTTP 5xx): the request may or may
+    not have taken effect on the server."""
 
 
 @dataclass
@@ -40,6 +58,17 @@ class Job:
     image: Path | None = None
     seed: int | None = None
     outputs: list[str] = field(default_factory=list)
+
+
+def safe_name(name: object, fallback: str = "output") -> str:
+    """A file name that stays in its folder: the last path part of ``name`` with separators,
+    control characters and leading dots dropped, at most 200 characters, never a reserved
+    device name (``CON``, ``NUL``, ...) and never empty (``fallback``)."""
+    text = str(name).replace("\\", "/").split("/")[-1]
+    text = "".join(c for c in text if c.isprintable() and c not in '<>:"|?*').strip(" .")
+    if text.split(".")[0].upper() in WINDOWS_RESERVED:
+        text = f"_{text}"
+    return text[:200] or fallback
 
 
 def load_workflow(path: Path) -> dict:
@@ -57,21 +86,32 @@ def load_workflow(path: Path) -> dict:
         isinstance(v, dict) and "class_type" in v for v in wf.values()
     ):
         raise QueueError(f"{path} is not an API-format workflow (node id -> class_type, inputs)")
+    for node_id, node in wf.items():
+        if not isinstance(node.get("inputs", {}), dict):
+            raise QueueError(f"{path}: node {node_id} has inputs that are not an object")
+        node.setdefault("inputs", {})  # a node without inputs (ComfyUI allows it)
     return wf
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"a..b"`` (inclusive) or ``"a,b,c"`` -> seeds."""
+SEED_MAX = 2**64 - 1  # ComfyUI's seed widgets
+
+
+def parse_seeds(text: str) -> Sequence[int]:
+    """``"a..b"`` (inclusive, a lazy range: a billion seeds cost nothing up front) or
+    ``"a,b,c"`` -> seeds in 0..2**64-1."""
     try:
         if ".." in text:
             lo, hi = (int(x) for x in text.split("..", 1))
-            seeds = list(range(lo, hi + 1))
+            seeds: Sequence[int] = range(lo, hi + 1)
         else:
             seeds = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise QueueError(f"--seeds takes low..high or a,b,c (integers), got {text!r}") from None
     if not seeds:
         raise QueueError(f"--seeds {text!r} gives no seed (write low..high with low <= high)")
+    lo, hi = (seeds[0], seeds[-1]) if isinstance(seeds, range) else (min(seeds), max(seeds))
+    if lo < 0 or hi > SEED_MAX:
+        raise QueueError(f"--seeds {text!r}: seeds are integers from 0 to {SEED_MAX}")
     return seeds
 
 
@@ -103,32 +143,123 @@ def fill(workflow: dict, job: Job, uploaded: str | None) -> dict:
 
 
 class Client:
-    """Minimal ComfyUI HTTP client with retries."""
+    """Minimal ComfyUI HTTP client with retries.
 
-    def __init__(self, server: str, retries: int = 3, backoff: float = 0.5, timeout: float = 30):
+    ``timeout`` bounds each socket operation (seconds), ``deadline`` the whole of one request
+    (connect, send, headers and body), so a server that drips a byte at a time ends too.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        retries: int = 3,
+        backoff: float = 0.5,
+        timeout: float = 30,
+        deadline: float = 600,
+    ):
         self.server = server.rstrip("/")
+        parts = urllib.parse.urlsplit(self.server)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise QueueError(
+                f"--server must be an http(s) URL like http://127.0.0.1:8188, got {server!r}"
+            )
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
+        self.deadline = deadline
         self.client_id = uuid.uuid4().hex
 
-    def _request(self, path: str, data: bytes | None = None, headers: dict | None = None) -> bytes:
-        url = self.server + path
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(url, data=data, headers=headers or {})
+    def _once(self, path: str, data: bytes | None, headers: dict, limit: int) -> tuple[int, bytes]:
+        """One request: (HTTP status, body of at most ``limit`` + 1 bytes)."""
+        parts = urllib.parse.urlsplit(self.server + path)
+        https = parts.scheme == "https"
+        conn = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(
+            parts.hostname, parts.port, timeout=self.timeout
+        )
+        conn.connect()  # bounded by ``timeout``; the deadline covers the rest
+        sock, expired = conn.sock, threading.Event()
+
+        def cut() -> None:  # unblocks a recv waiting on a dripping server
+            expired.set()
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return resp.read()
-            except urllib.error.HTTPError as exc:
-                body = exc.read()
-                if exc.code < 500 or attempt == self.retries:
-                    raise _http_error(exc.code, body, path) from exc
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                if attempt == self.retries:
-                    raise QueueError(
-                        f"cannot reach ComfyUI at {self.server} ({exc}); start the server or "
-                        "pass --server URL"
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        watchdog = threading.Timer(self.deadline, cut)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            conn.request("GET" if data is None else "POST", target, body=data, headers=headers)
+            resp = conn.getresponse()
+            size = resp.getheader("Content-Length") or ""
+            if resp.status < 400 and size.isdigit() and int(size) > limit:
+                self._too_big(path, limit)  # refused unread
+            body = resp.read(limit + 1)
+        except (OSError, http.client.HTTPException):
+            if expired.is_set():
+                raise TimeoutError(f"no complete answer within {self.deadline:g} s") from None
+            raise
+        finally:
+            watchdog.cancel()
+            conn.close()
+        if expired.is_set():  # cut short, possibly without an error from the socket
+            raise TimeoutError(f"no complete answer within {self.deadline:g} s")
+        if resp.status < 400 and len(body) > limit:
+            self._too_big(path, limit)
+        return resp.status, body
+
+    def _too_big(self, path: str, limit: int) -> None:
+        raise QueueError(
+            f"ComfyUI at {self.server} sent more than {_size(limit)} for {path}; "
+            "is --server a ComfyUI server?"
+        )
+
+    def _request(
+        self,
+        path: str,
+        data: bytes | None = None,
+        headers: dict | None = None,
+        *,
+        retries: int | None = None,
+        limit: int | None = None,
+    ) -> bytes:
+        """The answer's body (at most ``limit`` bytes, default ``MAX_JSON_BYTES``) after up to
+        ``retries`` retries of connection errors, timeouts and HTTP 5xx (default: the
+        client's)."""
+        limit = MAX_JSON_BYTES if limit is None else limit
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
+            try:
+                code, body = self._once(path, data, headers or {}, limit)
+            except (OSError, http.client.HTTPException) as exc:  # refused, timeouts, resets
+                if attempt == retries:
+                    raise Unanswered(
+                        f"cannot reach ComfyUI at {self.server} for {path} ({exc}); start the "
+                        "server, pass --server URL, or check that it is not overloaded"
                     ) from exc
+            else:
+                if code < 400:
+                    return body
+                if code < 500:
+                    raise _http_error(code, body[:65536], path)
+                if attempt == retries:
+                    raise Unanswered(str(_http_error(code, body[:65536], path)))
             time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
+
+    def _json(self, path: str, data: bytes | None = None, headers: dict | None = None, **kw):
+        """``_request`` decoded as a JSON object; anything else is a ``QueueError``."""
+        body = self._request(path, data, headers, **kw)
+        try:
+            reply = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise QueueError(
+                f"ComfyUI at {self.server} answered {path} with something that is not JSON "
+                f"({body[:80]!r}); is --server a ComfyUI server?"
+            ) from exc
+        if not isinstance(reply, dict):
+            raise QueueError(f"ComfyUI at {self.server} answered {path} with {reply!r:.80}")
+        return reply
 
     def upload(self, path: Path) -> str:
         boundary = uuid.uuid4().hex
@@ -142,23 +273,56 @@ class Client:
             f"true\r\n--{boundary}--\r\n"
         ).encode()
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-        info = json.loads(self._request("/upload/image", body, headers))
+        info = self._json("/upload/image", body, headers)
+        if not isinstance(info.get("name"), str):
+            raise QueueError(f"ComfyUI's answer to the upload of {path.name} has no name: {info}")
         sub = info.get("subfolder") or ""
         return f"{sub}/{info['name']}" if sub else info["name"]
 
     def submit(self, workflow: dict) -> str:
-        data = json.dumps({"prompt": workflow, "client_id": self.client_id}).encode()
-        reply = json.loads(self._request("/prompt", data, {"Content-Type": "application/json"}))
+        """Queue ``workflow`` once and return its prompt id.
+
+        The prompt carries its own id, so when the ``POST /prompt`` fails in a way that may
+        have queued it (timeout, dropped connection, HTTP 5xx), ``/history`` and ``/queue``
+        are asked first and it is resent only if the server does not have it.
+        """
+        pid = uuid.uuid4().hex
+        data = json.dumps({"prompt": workflow, "client_id": self.client_id, "prompt_id": pid})
+        for attempt in range(self.retries + 1):
+            try:
+                reply = self._json(
+                    "/prompt", data.encode(), {"Content-Type": "application/json"}, retries=0
+                )
+                break
+            except Unanswered:  # it may have been queued: ask before sending it again
+                if attempt == self.retries:
+                    raise
+                time.sleep(self.backoff * 2**attempt)
+                if self.accepted(pid):
+                    return pid
         if reply.get("node_errors"):
             raise QueueError(f"ComfyUI rejected the workflow: {_describe(reply)}")
+        if not isinstance(reply.get("prompt_id"), str):
+            raise QueueError(f"ComfyUI's answer to the prompt has no prompt_id: {reply}")
         return reply["prompt_id"]
+
+    def accepted(self, prompt_id: str) -> bool:
+        """Whether the server holds ``prompt_id``: finished (``/history``), running or queued
+        (``/queue``)."""
+        if prompt_id in self._json(f"/history/{prompt_id}"):
+            return True
+        queue = self._json("/queue")
+        items = [*queue.get("queue_running", []), *queue.get("queue_pending", [])]
+        return any(isinstance(i, list) and len(i) > 1 and i[1] == prompt_id for i in items)
 
     def wait(self, prompt_id: str, poll: float = 0.5, timeout: float = 3600) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            hist = json.loads(self._request(f"/history/{prompt_id}"))
+            hist = self._json(f"/history/{prompt_id}")
             if prompt_id in hist:
                 entry = hist[prompt_id]
+                if not isinstance(entry, dict):
+                    raise QueueError(f"ComfyUI's history of {prompt_id} is not an object")
                 status = entry.get("status", {})
                 if status.get("status_str") == "error":
                     raise QueueError(f"prompt {prompt_id} failed: {_messages(status)}")
@@ -170,7 +334,11 @@ class Client:
         query = urllib.parse.urlencode(
             {k: image.get(k, "") for k in ("filename", "subfolder", "type")}
         )
-        return self._request(f"/view?{query}")
+        return self._request(f"/view?{query}", limit=MAX_FILE_BYTES)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"
 
 
 def _describe(reply: dict) -> str:
@@ -208,33 +376,39 @@ def _messages(status: dict) -> str:
 
 def run_queue(
     workflow: dict,
-    jobs: list[Job],
+    jobs: Iterable[Job],
     out_dir: Path,
     client: Client,
     concurrency: int = 2,
     resume: bool = False,
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> list[Job]:
-    """Run ``jobs``; returns the finished ones (with their saved outputs), in job order."""
+    """Run ``jobs`` (read lazily: at most ``2 * concurrency`` are in flight or waiting);
+    returns the finished ones (with their saved outputs), in job order. A folder holding an
+    earlier run is refused unless ``resume`` (go on with it) or ``overwrite`` (replace its
+    files of the same names); an existing output file is never replaced otherwise."""
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / "queue_state.json"
+    if state_path.exists() and not (resume or overwrite):
+        raise QueueError(
+            f"{out_dir} holds an earlier queue run; pass --resume to go on with it, "
+            "--overwrite to replace it, or another --out folder"
+        )
     state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
     lock = threading.Lock()
-    todo = [j for j in jobs if j.name not in state]
-    for j in jobs:
-        if j.name in state:
-            j.outputs = state[j.name]
-            log(f"{j.name}: done before, skipped (--resume)")
 
     def one(job: Job) -> Job:
         uploaded = client.upload(job.image) if job.image is not None else None
         prompt_id = client.submit(fill(workflow, job, uploaded))
         entry = client.wait(prompt_id)
-        for node_id, out in entry.get("outputs", {}).items():
-            for image in out.get("images", []):
-                dst = out_dir / f"{job.name}_{node_id}_{image['filename']}"
-                if dst.exists():
-                    raise QueueError(f"{dst} exists; use another --out folder")
+        for node_id, out in (entry.get("outputs") or {}).items():
+            images = out.get("images", []) if isinstance(out, dict) else []
+            for image in [i for i in images if isinstance(i, dict) and "filename" in i]:
+                name = safe_name(f"{job.name}_{safe_name(node_id)}_{safe_name(image['filename'])}")
+                dst = out_dir / name
+                if dst.exists() and not overwrite:
+                    raise QueueError(f"{dst} exists; pass --overwrite or another --out folder")
                 write_atomic(dst, client.view(image))
                 job.outputs.append(dst.name)
         with lock:
@@ -243,15 +417,35 @@ def run_queue(
         log(f"{job.name}: {len(job.outputs)} output(s)")
         return job
 
+    finished: list[Job] = []
+    errors: list[QueueError] = []
+    tried = 0
+    window: deque = deque()  # (job, future or None when done before), in job order
+
+    def collect() -> None:
+        job, fut = window.popleft()
+        if fut is None:
+            finished.append(job)
+            return
+        try:
+            finished.append(fut.result())
+        except QueueError as exc:
+            errors.append(exc)
+            log(f"FAILED: {exc}")
+
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(one, j) for j in todo]
-        errors = []
-        for fut in futures:
-            try:
-                fut.result()
-            except QueueError as exc:
-                errors.append(exc)
-                log(f"FAILED: {exc}")
-    if errors and len(errors) == len(todo):
+        for job in jobs:
+            if job.name in state:
+                job.outputs = state[job.name]
+                log(f"{job.name}: done before, skipped (--resume)")
+                window.append((job, None))
+            else:
+                tried += 1
+                window.append((job, pool.submit(one, job)))
+            while len(window) > 2 * max(1, concurrency):
+                collect()
+        while window:
+            collect()
+    if errors and len(errors) == tried:
         raise errors[0]
-    return [j for j in jobs if j.name in state]
+    return finished

@@ -44,6 +44,10 @@ def to_uint8(x: Tensor) -> np.ndarray:
     return arr.transpose(1, 2, 0) if arr.ndim == 3 else arr
 
 
+_UMASK = os.umask(0o022)  # read the process umask once (it can only be read by setting it)
+os.umask(_UMASK)
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temp file in the same folder and a rename, so
     nobody ever reads half a file and an interrupted write leaves the old one intact."""
@@ -52,6 +56,7 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private (0600): not ours
             f.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
