@@ -3,11 +3,14 @@
 Formats, told apart by their bytes (never by extension alone):
 
 - our safetensors: architecture and config in the header metadata (``format: comfyui-pal``);
-- mmsegmentation ``.pth``: ``torch.load(..., weights_only=True)``, ``state_dict`` nested or
-  bare; a pickle that needs anything beyond tensors and plain containers is refused;
-- TorchScript ``end2end.pt`` (mmdeploy export): ``torch.jit.load`` on the CPU, then its
-  ``state_dict()`` only. The traced graph is never run: it was traced at 512x512 (on CUDA for
-  the official files) and is wrong on other shapes; our native module gives probabilities too.
+- mmsegmentation ``.pth`` (a ``torch.save`` zip, or a legacy pre-zip pickle): read as data by
+  ``archive`` (never ``torch.load``), ``state_dict`` nested or bare; a pickle that needs
+  anything beyond tensors and plain containers is refused;
+- TorchScript ``end2end.pt`` (mmdeploy export): read as data by ``archive`` (never
+  ``torch.jit.load``: no TorchScript code is loaded, no ``__setstate__`` runs), its
+  parameters and buffers named like ``state_dict()``. The traced graph is never run: it was
+  traced at 512x512 (on CUDA for the official files) and is wrong on other shapes; our
+  native module gives probabilities too.
 
 The architecture and its hyper-parameters are inferred from the weights, so reduced, full
 and future variants load without a config file. Mapping foreign keys onto ours is not done
@@ -19,9 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
-import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,14 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from . import pal_lite, swin_upernet
+from .archive import (
+    Archive,
+    ArchiveError,
+    RefusedObject,
+    read_legacy_pickle,
+    read_pickle_archive,
+    read_torchscript_weights,
+)
 from .base import Segmentor
 
 FORMAT_TAG = "comfyui-pal"
@@ -91,29 +99,88 @@ def _sniff(path: Path) -> str:
         head = f.read(9)
     if len(head) < 8:
         return ""
+    header_len = int.from_bytes(head[:8], "little")
+    if 2 <= header_len < 100_000_000 and head[8:9] == b"{":  # before 0x80: a length can start so
+        return "safetensors"
     if head[:4] == b"PK\x03\x04":
         return "zip"
     if head[:1] == b"\x80":
         return "pickle"
-    header_len = int.from_bytes(head[:8], "little")
-    if 2 <= header_len < 100_000_000 and head[8:9] == b"{":
-        return "safetensors"
     return ""
 
 
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except zipfile.BadZipFile as exc:
+SAFETENSORS_DTYPES = {  # safetensors dtype name -> bytes per element
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+    "BOOL": 1,
+}  # fmt: skip
+MAX_HEADER_BYTES = 16 * 2**20
+
+
+def check_safetensors_header(path: Path) -> dict:
+    """The header of a safetensors file, checked before any tensor is read: a sane length,
+    JSON, known dtypes, shapes of integers >= 0, offsets that match each shape, lie in the
+    file and neither overlap nor leave gaps. Raises ``ValueError`` naming the tensor."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if not 2 <= n <= min(MAX_HEADER_BYTES, size - 8):
+            raise ValueError(f"its header claims {n} bytes in a file of {size} bytes")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"its header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ValueError("its __metadata__ is not an object of strings")
+    spans = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"tensor {name!r}: its entry is not an object")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in SAFETENSORS_DTYPES:
+            raise ValueError(
+                f"tensor {name!r}: dtype {dtype!r} (known: {sorted(SAFETENSORS_DTYPES)})"
+            )
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise ValueError(f"tensor {name!r}: shape {shape!r} is not a list of integers >= 0")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
+            raise ValueError(f"tensor {name!r}: data_offsets {offsets!r} is not [begin, end]")
+        numel = 1
+        for d in shape:
+            numel *= d
+        begin, end = offsets
+        if end - begin != numel * SAFETENSORS_DTYPES[dtype] or begin < 0:
+            raise ValueError(
+                f"tensor {name!r}: {dtype} {shape} needs {numel * SAFETENSORS_DTYPES[dtype]} "
+                f"bytes but data_offsets {offsets} span {end - begin}"
+            )
+        spans.append((begin, end, name))
+    data = size - 8 - n
+    at = 0
+    for begin, end, name in sorted(spans):
+        if begin != at:
+            what = "overlaps the one before" if begin < at else "leaves a gap before it"
+            raise ValueError(f"tensor {name!r}: data_offsets {[begin, end]} {what}")
+        at = end
+    if at != data:
         raise ValueError(
-            f"cannot read checkpoint {path}: truncated or corrupt zip ({exc})"
-        ) from exc
-    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+            f"its tensors need {at} bytes of data but the file holds {data} "
+            + ("(truncated)" if at > data else "(trailing bytes)")
+        )
+    return meta
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:
     try:
+        check_safetensors_header(path)
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             sd = {k: f.get_tensor(k) for k in f.keys()}
@@ -124,17 +191,21 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:
     return sd, meta
 
 
-def _read_pickle(path: Path) -> dict[str, Tensor]:
+REFUSED = (
+    "refused to load {path}: {why}; unpickling it could run code. If you trust the file, "
+    "re-save just its state_dict, then convert it with `python -m comfyui_pal convert`"
+)
+
+
+def _read_pickle(path: Path, kind: str) -> dict[str, Tensor]:
+    """The state_dict of a ``torch.save`` file (mmseg's ``{'meta', 'state_dict'}`` or bare)."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"refused to load {path}: it holds Python objects beyond tensors, which could run "
-            "code when unpickled (torch.load weights_only=True rejected it). If you trust the "
-            "file, re-save just its state_dict, then convert it with "
-            "`python -m comfyui_pal convert`"
-        ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        obj = read_pickle_archive(path) if kind == "zip" else read_legacy_pickle(path)
+    except RefusedObject as exc:
+        raise ValueError(REFUSED.format(path=path, why=exc)) from exc
+    except ArchiveError as exc:
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    except (RuntimeError, EOFError, OSError) as exc:
         raise ValueError(f"cannot read checkpoint {path}: truncated or corrupt ({exc})") from exc
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
@@ -148,12 +219,16 @@ def _read_pickle(path: Path) -> dict[str, Tensor]:
 
 def _read_torchscript(path: Path) -> dict[str, Tensor]:
     try:
-        with warnings.catch_warnings():  # torch 2.x marks jit.load deprecated; it is the reader
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError as exc:
+        return read_torchscript_weights(path)
+    except ArchiveError as exc:
         raise ValueError(f"cannot read TorchScript checkpoint {path}: {exc}") from exc
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        return Archive(path).scripted
+    except ArchiveError as exc:
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
 
 
 def _strip_ddp_prefix(sd: StateDict) -> StateDict:
@@ -161,6 +236,38 @@ def _strip_ddp_prefix(sd: StateDict) -> StateDict:
     if sd and all(k.startswith("module.") for k in sd):
         return {k[len("module.") :]: v for k, v in sd.items()}
     return sd
+
+
+def _stored_config(path: Path, meta: dict, spec: Architecture) -> dict:
+    """The ``config`` metadata of our safetensors, checked field by field against the types of
+    the architecture's defaults (ints >= 0, tuples of them, None where allowed)."""
+    try:
+        config = json.loads(meta.get("config", "{}"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}: its metadata field 'config' is not JSON ({exc}); the file was edited or "
+            "damaged: convert the original checkpoint again"
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: its metadata field 'config' is {config!r:.60}, not an object")
+
+    def count(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    for key, default in spec.config().to_dict().items():
+        if key not in config:
+            continue
+        v = config[key]
+        if isinstance(default, (tuple, list)):
+            ok, kind = isinstance(v, list) and all(count(x) for x in v), "a list of integers >= 0"
+        else:
+            ok, kind = count(v) or (v is None and key.startswith("aux")), "an integer >= 0"
+        if not ok:
+            raise ValueError(
+                f"{path}: metadata config field {key!r} is {v!r:.60}; expected {kind} (the file "
+                "was edited or damaged: convert the original checkpoint again)"
+            )
+    return config
 
 
 def detect_arch(sd: dict[str, Tensor]) -> str:
@@ -193,7 +300,7 @@ def read_checkpoint(path: str | Path, keep_aux: bool = False) -> Checkpoint:
     elif kind == "zip" and _is_torchscript(path):
         sd, fmt = _read_torchscript(path), "torchscript"
     elif kind in ("zip", "pickle"):
-        sd, fmt = _read_pickle(path), "mmseg-pth"
+        sd, fmt = _read_pickle(path, kind), "mmseg-pth"
     else:
         raise ValueError(
             f"{path} is not a checkpoint this pack reads (found neither safetensors, a torch "
@@ -208,7 +315,7 @@ def read_checkpoint(path: str | Path, keep_aux: bool = False) -> Checkpoint:
                 f"{path} declares architecture {arch!r}; known: {sorted(ARCHITECTURES)}; "
                 "it was written by a newer comfyui-pal (update the pack) or edited"
             )
-        config = json.loads(meta.get("config", "{}"))
+        config = _stored_config(path, meta, ARCHITECTURES[arch])
     else:
         arch = detect_arch(sd)
     spec = ARCHITECTURES[arch]
@@ -245,6 +352,14 @@ def build_model(ckpt: Checkpoint) -> Segmentor:
             f"weights do not fit the {ckpt.arch} architecture they look like: "
             + ", ".join(parts)
             + "; the file may be truncated, from another model, or edited"
+        )
+    broken = [
+        k for k, v in ckpt.state_dict.items() if v.is_floating_point() and not v.isfinite().all()
+    ]
+    if broken:
+        raise ValueError(
+            f"{len(broken)} weight tensor(s) hold NaN or infinity (e.g. {', '.join(broken[:3])}): "
+            "the checkpoint is damaged or its training diverged; it would report every image clean"
         )
     sd = {
         k: v.to(expected[k].dtype) if v.is_floating_point() else v

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .archive import read_torch_save
 from .base import Segmentor
 
 ARCH = "pal_lite"
@@ -220,7 +220,7 @@ def checkpoint_filter_fn(
 
 def load_imagenet_encoder(model: PalLite, path: str) -> int:
     """Load ImageNet EfficientNet-Lite0 weights into ``model.encoder``; returns tensors loaded."""
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = read_torch_save(path)  # a legacy torch pickle, read as data
     mapped = checkpoint_filter_fn(sd)
     own = model.state_dict()
     bad = [k for k, v in mapped.items() if k not in own or own[k].shape != v.shape]

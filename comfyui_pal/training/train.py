@@ -2,8 +2,9 @@
 
 From ImageNet EfficientNet-Lite0 (``pal_lite``), or fine-tuning any supported checkpoint (ours
 or the official Swin model), full or decoder-only, on synthetic artifacts made on the fly
-and/or a PAL-layout folder. Checkpoints to ``WORKDIR/last.pt`` (tensors and numbers only, read
-back with ``weights_only=True``) and resumes from it; writes our safetensors at the end.
+and/or a PAL-layout folder. Checkpoints to ``WORKDIR/last.pt`` (tensors and numbers only,
+read back as data by ``models.archive``, never ``torch.load``) and resumes from it; writes our
+safetensors at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
+from ..models.archive import read_torch_save
 from ..models.base import Segmentor
 from ..models.loading import build_model, read_checkpoint, save_checkpoint
 from ..models.pal_lite import PalLite, load_imagenet_encoder
@@ -144,7 +146,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     step = 0
     last = cfg.workdir / "last.pt"
     if cfg.resume and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        state = read_torch_save(last)  # as data, never torch.load
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
