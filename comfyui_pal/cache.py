@@ -76,13 +76,37 @@ class _Entry:
     nbytes: int
 
 
+def budget_from_env(default_mb: float = 4096) -> int:
+    """The cache budget in bytes from ``PAL_CACHE_MB`` (MiB, a number >= 0); a bad value is a
+    ``ValueError`` naming the variable, raised when the first cache is made, not at import."""
+    text = os.environ.get("PAL_CACHE_MB", "").strip()
+    try:
+        mb = float(text) if text else default_mb
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0 or mb == float("inf"):
+        raise ValueError(
+            f"PAL_CACHE_MB={text!r} is not a size in MiB; set it to a number such as 4096 "
+            "(or unset it for the default 4096)"
+        )
+    return int(mb * 2**20)
+
+
 class ModelCache:
     """LRU cache of loaded detector models under a memory budget (bytes)."""
 
+    @property
+    def budget_bytes(self) -> int:
+        if self._budget is None:
+            self._budget = budget_from_env()
+        return self._budget
+
+    @budget_bytes.setter
+    def budget_bytes(self, value: int) -> None:
+        self._budget = value
+
     def __init__(self, budget_bytes: int | None = None, loader: Callable = load_model_file):
-        if budget_bytes is None:
-            budget_bytes = int(float(os.environ.get("PAL_CACHE_MB", "4096")) * 2**20)
-        self.budget_bytes = budget_bytes
+        self._budget = budget_bytes  # None: PAL_CACHE_MB, read when first needed
         self._loader = loader
         self._lock = threading.Lock()
         self._loading: dict[tuple, threading.Lock] = {}
@@ -103,7 +127,10 @@ class ModelCache:
     ) -> nn.Module:
         """The cached model for ``path`` on ``device`` / ``dtype``, loading it at most once."""
         if not Path(path).is_file():
-            raise FileNotFoundError(f"model file {path} does not exist")
+            raise FileNotFoundError(
+                f"model file {path} does not exist; pass 'default' for the shipped model, or "
+                "the path of a .safetensors / .pth / end2end.pt checkpoint"
+            )
         device = torch.device(device) if device is not None else default_device()
         key = self.key(path, device, dtype)
         with self._lock:

@@ -64,6 +64,15 @@ def model_choices() -> list[str]:
 
 
 def resolve_model(name: str) -> Path:
+    """The file of a ``model_name`` choice: a shipped one or one inside a model folder. An
+    absolute path or one with ``..`` is refused (``ValueError``): the widget names files in
+    ``models/pal``, and an API prompt must not read files elsewhere."""
+    rel = Path(name.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts or not name.strip():
+        raise ValueError(
+            f"model {name!r} is not a file name inside models/pal; pick one of the listed "
+            "checkpoints (put your own in ComfyUI's models/pal folder)"
+        )
     if name.startswith(SHIPPED_PREFIX):
         path = SHIPPED_DIR / name[len(SHIPPED_PREFIX) :]
         if path.is_file():

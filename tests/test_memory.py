@@ -66,6 +66,9 @@ def _built(model_cls, config):
     model.init_non_persistent_buffers()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.02)
+    for m in model.modules():  # to_empty left the running statistics uninitialised
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
     return model.eval()
 
 

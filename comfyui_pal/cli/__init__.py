@@ -19,6 +19,9 @@ one definition, with the same defaults, ranges and choices as the ComfyUI nodes.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import sys
 
 from . import convert, data, demo, detect, evaluate, fix, queue, rank, train
 
@@ -35,9 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    A problem the user can fix (a missing file, a bad model, an unwritable or full disk, a
+    bad value) is one line on stderr and exit status 1; ``PAL_TRACEBACK=1`` shows the trace.
+    """
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (OSError, ValueError) as exc:
+        if os.environ.get("PAL_TRACEBACK"):
+            raise
+        print(f"comfyui-pal {args.command}: error: {describe(exc)}", file=sys.stderr)
+        return 1
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the user: what failed, on which file, and what to do."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"the disk is full{where}; free some space or pass another --out"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or exc}; pass an --out folder you can write to"
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..io.images import list_images, write_atomic
+from ..io.images import INPUT_SUFFIXES, list_images, write_atomic
 from ..io.journal import Journal
 from ..options import pick
 
@@ -42,18 +42,51 @@ def device(args: argparse.Namespace) -> str | None:
     return "cpu" if getattr(args, "cpu", False) else None
 
 
-def inputs(args: argparse.Namespace, out_dir: Path) -> list[Path]:
-    """Image files named on the command line, never any inside the output folder."""
-    return [p for p in list_images(args.inputs) if out_dir.resolve() not in p.resolve().parents]
+def inputs(args: argparse.Namespace, out_dir: Path, unique_stems: bool = True) -> list[Path]:
+    """Image files named on the command line (each once). Raises ``ValueError`` for what
+    would lose or mix files: ``--out`` naming a file, an input that is the output folder or
+    inside it, no images at all, and (``unique_stems``) two inputs whose outputs would share
+    a name (``a/x.png`` and ``b/x.jpg`` both write ``x_*``)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder; pass a folder to write into")
+    out = out_dir.resolve()
+    for item in map(Path, args.inputs):
+        where = item.resolve()
+        if where == out or out in where.parents:
+            raise ValueError(
+                f"input {item} is the output folder or inside it; pass another --out so "
+                "outputs never mix with (or replace) the inputs"
+            )
+    once: dict[Path, Path] = {}  # a file named twice (directly and in its folder) runs once
+    for p in list_images(args.inputs):
+        once.setdefault(p.resolve(), p)
+    files = list(once.values())
+    if not files:
+        raise ValueError(
+            f"no images in {', '.join(args.inputs)} (reading {', '.join(INPUT_SUFFIXES)})"
+        )
+    if unique_stems:
+        seen: dict[str, Path] = {}
+        for p in files:
+            if p.stem in seen:
+                raise ValueError(
+                    f"{seen[p.stem]} and {p} would write the same outputs ({p.stem}_*); "
+                    "rename one or run them into separate --out folders"
+                )
+            seen[p.stem] = p
+    return files
 
 
-def prepare(args: argparse.Namespace, options: type) -> tuple[Path, list[Path], Any, Any]:
+def prepare(
+    args: argparse.Namespace, options: type, unique_stems: bool = True
+) -> tuple[Path, list[Path], Any, Any]:
     """What an image-folder command starts with: ``(out_dir, input files, options object of
     class options from the flags, the --model detector on the --cpu / best device)``."""
     from ..cache import load_model
 
     out_dir = Path(args.out)
-    return out_dir, inputs(args, out_dir), pick(options, args), load_model(args.model, device(args))
+    files = inputs(args, out_dir, unique_stems)
+    return out_dir, files, pick(options, args), load_model(args.model, device(args))
 
 
 def write_reports(out_dir: Path, rows: list[dict], fields: list[str]) -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import overwrite_parent
+from .common import inputs, overwrite_parent
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,11 +46,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..core import regions
-    from ..io.images import list_images, load_image, load_mask, save_image
+    from ..io.images import load_image, load_mask, save_image, write_atomic
     from ..pipelines.inpaint import smooth_fill
 
     out_dir = Path(args.out)
-    files = [p for p in list_images(args.inputs) if not p.stem.endswith("_mask")]
+    files = [p for p in inputs(args, out_dir) if not p.stem.endswith("_mask")]
+    report_path = out_dir / "report.json"
+    if report_path.exists() and not args.overwrite:
+        print(f"FAILED: {report_path} exists; pass --overwrite or another --out", file=sys.stderr)
+        return 1
     report, failed = [], 0
     for path in files:
         mask_path = find_mask(path)
@@ -87,5 +91,5 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    write_atomic(report_path, json.dumps(report, indent=1))
     return 1 if failed else 0

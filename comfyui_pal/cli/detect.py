@@ -14,12 +14,23 @@ from .common import add_inputs, model_parent, overwrite_parent, prepare, process
 FIELDS = ["image", "par", "seconds"]
 
 
+def probability(text: str) -> float:
+    """``--threshold``'s type: a probability strictly inside (0, 1), as the nodes allow."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.01 <= value <= 0.99:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0.01, 0.99]")
+    return value
+
+
 def add_threshold(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
-        type=float,
+        type=probability,
         default=0.5,
-        help="probability above which a pixel is an artifact (default: 0.5)",
+        help="probability above which a pixel is an artifact, 0.01..0.99 (default: 0.5)",
     )
 
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from ..options import add_arguments
 from ..pipelines.detect import DetectOptions
-from .common import device
+from .common import device, overwrite_parent
 from .detect import add_threshold
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a detector")
+    p = sub.add_parser(
+        "eval", help="evaluate a detector", parents=[overwrite_parent("an existing --json file")]
+    )
     p.add_argument(
         "model", nargs="?", default="default", help="checkpoint (default: the shipped model)"
     )
@@ -37,11 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate a model on PAL-layout folders and/or the synthetic held-out benchmark."""
     from ..cache import load_model
+    from ..io.images import write_atomic
     from ..training.evaluate import evaluate
 
     if not args.data and not args.synthetic:
         print("nothing to evaluate: pass --data FOLDER and/or --synthetic N", file=sys.stderr)
         return 2
+    if args.json and Path(args.json).exists() and not args.overwrite:
+        print(f"FAILED: {args.json} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 1
     model = load_model(args.model, device(args))
     report = evaluate(
         model,
@@ -55,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:
-        Path(args.json).write_text(text)
+        write_atomic(args.json, text)
     return 0

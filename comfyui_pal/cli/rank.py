@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.ranking import score_files, write_ranking
     from ..pipelines.detect import detect, par
 
-    out_dir, files, opts, model = prepare(args, DetectOptions)
+    out_dir, files, opts, model = prepare(args, DetectOptions, unique_stems=False)
 
     def score(path: Path) -> float:
         return float(par(detect(model, load_image(path), opts), args.threshold)[0])

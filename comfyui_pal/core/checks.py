@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -61,6 +63,13 @@ def check_image(image: object, name: str = "image") -> Tensor:
         raise ValueError(
             f"{name} is {_shape(image)}, which looks like ComfyUI's IMAGE [B,H,W,C]; the library "
             "takes [B,C,H,W]: convert with comfyui_pal.core.layout.image_to_bchw"
+        )
+    if image.shape[1] in (1, 3, 4) and image.shape[-1] in (1, 3, 4) and image.shape[2] >= 16:
+        warnings.warn(
+            f"{name} {_shape(image)} is read as [B,C,H,W], an image {image.shape[-1]} pixels "
+            f"wide and {image.shape[2]} tall; if it is a ComfyUI IMAGE [B,H,W,C], convert it "
+            "with comfyui_pal.core.layout.image_to_bchw",
+            stacklevel=2,
         )
     if not image.is_floating_point():
         raise ValueError(

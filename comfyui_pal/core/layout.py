@@ -6,13 +6,26 @@ ComfyUI MASK is ``[B,H,W]`` (some nodes emit ``[H,W]``) float 0..1.
 
 from __future__ import annotations
 
+import warnings
+
 from torch import Tensor
 
 from .checks import check_image, check_mask
 
+OUT_OF_RANGE = 1e-3  # IMAGE values beyond 0..1 by more than this are reported
+
 
 def image_to_bchw(image: Tensor) -> Tensor:
-    """ComfyUI IMAGE ``[B,H,W,C]`` -> library ``[B,C,H,W]`` (float32, contiguous)."""
+    """ComfyUI IMAGE ``[B,H,W,C]`` -> library ``[B,C,H,W]`` (float32, contiguous).
+
+    Warns (``UserWarning``) when the IMAGE looks like ``[B,C,H,W]`` (1-4 pixels tall and much
+    wider) and when its values leave 0..1 (the pipeline clamps them)."""
+    if isinstance(image, Tensor) and image.dim() not in (3, 4):
+        raise ValueError(
+            f"IMAGE must be [B,H,W,C], got a {image.dim()}-D tensor of shape "
+            f"{tuple(image.shape)}; a batch of batches or video frames must be flattened to "
+            "one batch first (e.g. with a Rebatch / frames-to-batch node)"
+        )
     if isinstance(image, Tensor) and image.dim() == 3 and image.shape[-1] not in (1, 3, 4):
         raise ValueError(
             f"expected an IMAGE [B,H,W,C] but got shape {tuple(image.shape)}, which looks like "
@@ -24,7 +37,20 @@ def image_to_bchw(image: Tensor) -> Tensor:
         raise ValueError(
             f"IMAGE must be [B,H,W,C] with 1, 3 or 4 channels, got shape {tuple(image.shape)}"
         )
+    if isinstance(image, Tensor) and image.shape[1] in (1, 3, 4) and image.shape[2] >= 16:
+        warnings.warn(
+            f"IMAGE {tuple(image.shape)} is read as [B,H,W,C], an image {image.shape[1]} pixels "
+            f"tall and {image.shape[2]} wide; if it is [B,C,H,W], permute it to [B,H,W,C]",
+            stacklevel=2,
+        )
     out = check_image(image.permute(0, 3, 1, 2) if isinstance(image, Tensor) else image, "image")
+    lo, hi = out.aminmax()
+    if lo < -OUT_OF_RANGE or hi > 1 + OUT_OF_RANGE:
+        warnings.warn(
+            f"IMAGE values span {float(lo):.3g}..{float(hi):.3g}, outside 0..1; they are clamped "
+            "to 0..1 (a decoder or math node overshot?)",
+            stacklevel=2,
+        )
     return out.float().contiguous()
 
 

@@ -589,6 +589,11 @@ def stitch(
     """
     check_image(image)
     check_image(crops, "crops")
+    if not isinstance(plan, StitchPlan):
+        raise TypeError(
+            f"stitch needs the StitchPlan that crop_regions returned with the crops, got "
+            f"{type(plan).__name__}"
+        )
     _check_plan_image(image, plan)
     if crops.shape[0] != len(plan.crops):
         raise ValueError(

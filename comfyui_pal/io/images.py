@@ -9,33 +9,66 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # training data
+INPUT_SUFFIXES = (*IMAGE_SUFFIXES, ".gif")  # what the commands read (an animated one: an error)
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grey (and 32-bit int) images
+
+
+def _open(path: str | Path, what: str) -> Image.Image:
+    """The still picture in ``path`` as displayed (EXIF orientation applied), fully read.
+
+    Raises ``ValueError`` naming the file for what cannot be read, what Pillow refuses as a
+    decompression bomb (above ~179 MP), and animations (more than one frame)."""
+    try:
+        with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                raise ValueError(
+                    f"{what} {path} is animated ({frames} frames); comfyui-pal reads still "
+                    f"images: extract the frames first (e.g. ffmpeg -i {Path(path).name} "
+                    "frame_%04d.png)"
+                )
+            im.load()
+            return ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(
+            f"{what} {path} is too large to read safely ({exc}); downscale it first"
+        ) from None
+    except (OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot read {what} {path}: {exc}") from exc
+
+
+def _grey_wide(im: Image.Image) -> np.ndarray:
+    """HxW float32 0..1 of a 16-bit (or 32-bit int) grey image, scaled by 65535, not clipped."""
+    return np.clip(np.asarray(im, dtype=np.float64) / 65535.0, 0, 1).astype(np.float32)
 
 
 def load_image(path: str | Path) -> Tensor:
-    """Load an image file as RGB ``[1,3,H,W]`` float32 0..1 (alpha dropped, grey expanded)."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
-    arr = np.asarray(rgb, dtype=np.float32) / 255.0
+    """Load a still image file as RGB ``[1,3,H,W]`` float32 0..1, as it is displayed (EXIF
+    orientation applied); alpha dropped, grey expanded, 16-bit grey scaled (not clipped)."""
+    im = _open(path, "image")
+    if im.mode in WIDE_MODES:
+        arr = np.repeat(_grey_wide(im)[..., None], 3, axis=2)
+    else:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
 
 
 def load_mask(path: str | Path) -> Tensor:
-    """Load a mask file as ``[1,H,W]`` float32 0..1 (luminance; alpha if it is the only signal)."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            grey = im.convert("L")
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read mask {path}: {exc}") from exc
-    return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)[None]
+    """Load a mask file as ``[1,H,W]`` float32 0..1: its luminance, or its alpha channel when
+    that is the only signal (a transparent PNG whose colour is uniform)."""
+    im = _open(path, "mask")
+    if im.mode in WIDE_MODES:
+        return torch.from_numpy(_grey_wide(im))[None]
+    grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    if "A" in im.getbands() or "transparency" in im.info:
+        alpha = np.asarray(im.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
+        if grey.min() == grey.max() and alpha.min() != alpha.max():
+            grey = alpha
+    return torch.from_numpy(grey)[None]
 
 
 def to_uint8(x: Tensor) -> np.ndarray:
@@ -85,13 +118,19 @@ def save_image(x: Tensor, path: str | Path, overwrite: bool = False) -> Path:
 
 
 def list_images(inputs: list[str | Path]) -> list[Path]:
-    """Image files named directly or found (non-recursively) in folders, sorted per folder."""
+    """Image files named directly or found (non-recursively) in folders, sorted per folder.
+    Only regular files are read (a FIFO or device named ``x.png`` in a folder is skipped: it
+    would block); a named input that is missing or not a regular file is an error."""
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.exists():
+            files += sorted(
+                p for p in item.iterdir() if p.suffix.lower() in INPUT_SUFFIXES and p.is_file()
+            )
+        elif item.is_file():
             files.append(item)
+        elif item.exists():
+            raise ValueError(f"input {item} is not a regular file (a FIFO or device?)")
         else:
             raise FileNotFoundError(f"input {item} does not exist")
     return files

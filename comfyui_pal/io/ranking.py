@@ -52,8 +52,37 @@ def score_files(
     return scores, failed
 
 
-def write_ranking(scores: dict[str, float], out_dir: Path, overwrite: bool = False) -> list[dict]:
-    """Copy the files best first as ``NNN_parX.XXX_<name>`` and write ``ranking.csv``.
+def _drop_stale(out_dir: Path, current: set[str], log: Callable[[str], None]) -> None:
+    """Remove the copies an earlier ranking (its ``ranking.csv``) made that the new one no
+    longer lists (the inputs or their scores changed), but only while they are still
+    byte-identical to their source: a copy edited since, or whose source is gone, is kept."""
+    old = out_dir / "ranking.csv"
+    if not old.is_file():
+        return
+    try:
+        rows = list(csv.DictReader(io.StringIO(old.read_text())))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return
+    for row in rows:
+        name, src = row.get("copy") or "", Path(row.get("image") or "")
+        copy = out_dir / name
+        if not name or name in current or Path(name).name != name or not copy.is_file():
+            continue
+        if src.is_file() and filecmp.cmp(src, copy, shallow=False):
+            copy.unlink()
+            log(f"removed {name}: an earlier ranking's copy, now ranked elsewhere")
+        else:
+            log(f"kept {name}: an earlier ranking's copy whose source changed or is gone")
+
+
+def write_ranking(
+    scores: dict[str, float],
+    out_dir: Path,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Copy the files best first as ``NNN_parX.XXX_<name>`` and write ``ranking.csv``;
+    copies of an earlier ranking that the new one does not list are removed (``_drop_stale``).
 
     Raises ``FileExistsError`` before copying anything if a different file already holds one
     of the names (and ``overwrite`` is off).
@@ -82,6 +111,7 @@ def write_ranking(scores: dict[str, float], out_dir: Path, overwrite: bool = Fal
         if r["copy"].exists() and r["copy"] not in clashes:
             continue  # an identical copy from an earlier run
         write_atomic(r["copy"], Path(r["image"]).read_bytes())
+    _drop_stale(out_dir, {r["copy"].name for r in rows}, log)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["rank", "par", "image", "copy"])
     writer.writeheader()
