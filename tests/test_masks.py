@@ -136,6 +136,27 @@ def test_fill_holes_treats_diagonal_background_gaps_as_closed():
     assert masks.fill_holes(m)[0, 2, 2] == 1
 
 
+@pytest.mark.parametrize("radius", [1, 4, 9])
+def test_grow_in_bands_equals_growing_at_once(monkeypatch, radius):
+    m = (torch.rand(2, 53, 37, generator=torch.Generator().manual_seed(radius)) < 0.05).float()
+    whole = masks.grow(m, radius)
+    monkeypatch.setattr(masks, "BAND_PX", 2 * 37 * 5)  # bands of 5 rows
+    assert torch.equal(masks.grow(m, radius), whole) and whole.sum() > m.sum()
+    assert torch.equal(
+        masks.grow(m, -radius), masks._dilate_band((m == 0), radius).logical_not().float()
+    )
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fill_holes_per_component_equals_labelling_the_whole_background(seed):
+    g = torch.Generator().manual_seed(seed)
+    b, h, w = 2, 24 + seed, 31
+    m = (torch.rand(b, h, w, generator=g) < 0.35 + 0.03 * seed).float()  # nested rings, specks
+    m[0, 3:15, 3:15], m[0, 5:13, 5:13], m[0, 7:11, 7:11] = 1.0, 0.0, 1.0
+    whole = masks._fill_enclosed(m > 0).float()
+    assert torch.equal(masks.fill_holes(m), whole)
+
+
 def test_fill_holes_on_a_full_mask_is_a_no_op():
     m = torch.ones(2, 6, 7)
     assert torch.equal(masks.fill_holes(m), m)

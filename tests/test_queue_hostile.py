@@ -173,6 +173,17 @@ def test_hostile_output_names_stay_inside_the_output_folder(serve, tmp_path, nam
     assert saved.split(".")[0].upper() not in {"CON", "NUL"} and saved.isprintable()
 
 
+def test_subfolders_are_kept_inside_the_output_folder(serve, tmp_path):
+    def history(server, body, n):
+        pid = next(iter(server.prompts))
+        img = {"filename": "x.png", "subfolder": "batch/../run 1//./", "type": "output"}
+        return 200, {pid: {"outputs": {"9": {"images": [img]}}, "status": {}}}
+
+    (job,) = _run(serve(GET_history=history), tmp_path / "out")
+    assert job.outputs == ["batch/run 1/seed1_9_x.png"]
+    assert (tmp_path / "out" / "batch" / "run 1" / "seed1_9_x.png").is_file()
+
+
 def test_safe_name_keeps_ordinary_names():
     assert safe_name("ComfyUI_00001_.png") == "ComfyUI_00001_.png"
     assert safe_name("nul.txt") == "_nul.txt" and safe_name("..") == "output"

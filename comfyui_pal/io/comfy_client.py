@@ -71,6 +71,13 @@ def safe_name(name: object, fallback: str = "output") -> str:
     return text[:200] or fallback
 
 
+def safe_parts(subfolder: object) -> list[str]:
+    """The server's ``subfolder`` as plain folder names to keep inside the output folder:
+    ``.``, ``..``, empty and absolute parts are dropped, each part made a ``safe_name``."""
+    parts = str(subfolder or "").replace("\\", "/").split("/")
+    return [safe_name(p) for p in parts if p.strip(" .") and safe_name(p, "") != ""][:8]
+
+
 def load_workflow(path: Path) -> dict:
     """An API-format workflow (``{node_id: {"class_type", "inputs"}}``), checked."""
     try:
@@ -406,11 +413,13 @@ def run_queue(
             images = out.get("images", []) if isinstance(out, dict) else []
             for image in [i for i in images if isinstance(i, dict) and "filename" in i]:
                 name = safe_name(f"{job.name}_{safe_name(node_id)}_{safe_name(image['filename'])}")
-                dst = out_dir / name
+                folder = out_dir.joinpath(*safe_parts(image.get("subfolder", "")))
+                folder.mkdir(parents=True, exist_ok=True)
+                dst = folder / name
                 if dst.exists() and not overwrite:
                     raise QueueError(f"{dst} exists; pass --overwrite or another --out folder")
                 write_atomic(dst, client.view(image))
-                job.outputs.append(dst.name)
+                job.outputs.append(dst.relative_to(out_dir).as_posix())
         with lock:
             state[job.name] = job.outputs
             write_atomic(state_path, json.dumps(state, indent=1))

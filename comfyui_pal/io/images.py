@@ -51,10 +51,12 @@ def load_image(path: str | Path) -> Tensor:
     orientation applied); alpha dropped, grey expanded, 16-bit grey scaled (not clipped)."""
     im = _open(path, "image")
     if im.mode in WIDE_MODES:
-        arr = np.repeat(_grey_wide(im)[..., None], 3, axis=2)
-    else:
-        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
+        grey = torch.from_numpy(_grey_wide(im))
+        return grey.expand(1, 3, *grey.shape).contiguous()
+    rgb = torch.from_numpy(np.array(im.convert("RGB")))  # [H,W,3] uint8 (writable), no float
+    out = torch.empty(1, 3, *rgb.shape[:2])
+    out[0].copy_(rgb.permute(2, 0, 1))  # one float32 allocation for any size
+    return out.div_(255.0)
 
 
 def load_mask(path: str | Path) -> Tensor:
@@ -73,7 +75,7 @@ def load_mask(path: str | Path) -> Tensor:
 
 def to_uint8(x: Tensor) -> np.ndarray:
     """``[C,H,W]`` or ``[H,W]`` float 0..1 -> HxWxC (or HxW) uint8, rounded."""
-    arr = (x.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+    arr = x.detach().float().clamp(0, 1).mul_(255.0).round_().to(torch.uint8).cpu().numpy()
     return arr.transpose(1, 2, 0) if arr.ndim == 3 else arr
 
 

@@ -78,9 +78,28 @@ class DetectOptions:
 
 
 def as_rgb_bchw(images: Tensor) -> Tensor:
-    """``[B,C,H,W]`` (C = 1, 3 or 4) -> RGB ``[B,3,H,W]`` float32 in 0..1, checked."""
+    """``[B,C,H,W]`` (C = 1, 3 or 4) -> RGB ``[B,3,H,W]`` float32 in 0..1, checked; a view of
+    ``images`` (no copy) when they already are float32 RGB in 0..1."""
     check_image(images)
-    return to_rgb(images.float()).clamp(0, 1).contiguous()
+    x = to_rgb(images.float())
+    lo, hi = x.aminmax()
+    return x.clamp(0, 1) if lo < 0 or hi > 1 else x
+
+
+def _artifact_probability(logits: Tensor, size: tuple[int, int] | None = None) -> Tensor:
+    """``softmax(logits)[:, ARTIFACT_CLASS]`` ``[N,h,w]`` of ``[N,K,h,w]`` logits, resized
+    (bilinear) to ``size`` first if given. With two classes it is the sigmoid of the logit
+    difference, resized before the sigmoid (bilinear resizing is linear, so this equals
+    resizing both logits): one full-size map instead of three."""
+    if logits.shape[1] == 2:
+        other = 1 - ARTIFACT_CLASS
+        d = logits[:, ARTIFACT_CLASS : ARTIFACT_CLASS + 1] - logits[:, other : other + 1]
+        if size is not None:
+            d = F.interpolate(d, size=size, mode="bilinear", align_corners=False)
+        return d[:, 0].sigmoid_()
+    if size is not None:
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return logits.softmax(1)[:, ARTIFACT_CLASS]
 
 
 RESAMPLES = ("bicubic", "bilinear")
@@ -122,8 +141,8 @@ def detect_bytes(
 ) -> int:
     """Device memory (bytes) ``detect`` needs beyond the weights for ``[*,C,h,w]`` images on
     ``device``: one model call's peak (``batch_size`` items at the model's input size, or
-    tiles), the logits a mirrored pass keeps meanwhile, and the full-size logits and
-    probabilities of the chunk (float32)."""
+    tiles), the logits a mirrored pass keeps meanwhile, and one full-size probability map
+    (float32; made image by image), with the tiled mode's per-tile maps."""
     from ..models.memory import forward_bytes
 
     n = options.batch_size
@@ -133,7 +152,7 @@ def detect_bytes(
         th, tw = max(MIN_SIDE, min(options.tile, h)), max(MIN_SIDE, min(options.tile, w))
         shapes.append((n, 3, th, tw))
     call = max(forward_bytes(model, s, dtype) + 2 * 4 * s[0] * s[2] * s[3] for s in shapes)
-    return call + 2 * (n * 2 * h * w * 4)
+    return call + h * w * 4
 
 
 def _logits(model: nn.Module, x: Tensor, tta: bool) -> Tensor:
@@ -207,26 +226,26 @@ def detect(
                     plans.append(("tile", i, (y, xx)))
     total = len(plans)
     glob = torch.zeros(b, h, w)
-    acc = torch.zeros(b, h, w)
-    norm = torch.zeros(b, h, w)
+    tiled = opt.mode == "tiled"
+    acc = torch.zeros(b, h, w) if tiled else None
+    norm = torch.zeros(b, h, w) if tiled else None
 
     def run(chunk: list) -> None:
         for kind in sorted({k for k, _, _ in chunk}):
             items = [(i, pos) for k, i, pos in chunk if k == kind]
             if kind == "global":
-                batch = torch.stack([x[i] for i, _ in items]).to(device)
-                small = resize_input(batch, INPUT_SIZE, resample)
+                small = torch.cat(  # one image at a time at full size: no batch copy of them
+                    [resize_input(x[i : i + 1].to(device), INPUT_SIZE, resample) for i, _ in items]
+                )
                 logits = _logits(model, normalize(small), tta)
-                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-                probs = logits.softmax(1)[:, ARTIFACT_CLASS].cpu()
-                for (i, _), p in zip(items, probs, strict=True):
-                    glob[i] = p
+                for (i, _), row in zip(items, logits, strict=True):
+                    glob[i] = _artifact_probability(row[None], (h, w))[0].cpu()
             else:
                 th, tw = min(tile, h), min(tile, w)
                 crops = torch.stack([x[i, :, y : y + th, xx : xx + tw] for i, (y, xx) in items])
                 padded = _pad_small(crops.to(device))
                 logits = _logits(model, normalize(padded), tta)[..., :th, :tw]
-                probs = logits.softmax(1)[:, ARTIFACT_CLASS].cpu()
+                probs = _artifact_probability(logits).cpu()
                 wgt = _tile_weight(th, tw, probs.device)
                 for (i, (y, xx)), p in zip(items, probs, strict=True):
                     acc[i, y : y + th, xx : xx + tw] += p * wgt

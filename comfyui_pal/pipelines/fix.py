@@ -190,7 +190,11 @@ def fix(
             def step(k: int, n: int, base: float = base, top: float = painting) -> None:
                 report_progress(base + (top - base) * k / n, base + (top - base) * (k + 1) / n)
 
-            current[todo], report = _inpaint_native(current[todo], mask, opt, inpaint, seed, step)
+            whole = todo == list(range(len(current)))  # edited in place: no batch copy
+            sub = current if whole else current[todo]
+            sub, report = _inpaint_native(sub, mask, opt, inpaint, seed, step, in_place=True)
+            if not whole:
+                current[todo] = sub
         else:
             report_progress(base, painting)
             current[todo], report = _inpaint_zoomed(current[todo], mask, opt, inpaint, seed)
@@ -351,8 +355,10 @@ def _inpaint_native(
     inpaint: Inpainter,
     seed: int,
     step: Callable[[int, int], None] | None = None,
+    in_place: bool = False,
 ) -> tuple[Tensor, list[dict]]:
-    """Each region in its own window at (about) native scale, for the built-in inpainters.
+    """Each region in its own window at (about) native scale, for the built-in inpainters;
+    ``images`` are edited ``in_place`` (and returned) or copied first.
 
     Exemplar and smooth fills gain nothing from upsampling and lose detail when a large
     window is shrunk to a shared work size, so every region gets a window of its own context
@@ -361,7 +367,7 @@ def _inpaint_native(
     so larger windows are filled at that size and scaled back.
     """
     labels, counts = M.label(mask > 0)
-    out = images.clone()
+    out = images if in_place else images.clone()
     _, _, h, w = images.shape
     report: list[dict] = []
     found = M.regions_from_labels(labels, counts)
