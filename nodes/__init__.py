@@ -3,6 +3,7 @@
 Each node converts ComfyUI layouts, calls one library function and converts back.
 """
 
+from .comfy_glue import register_model_folder
 from .curate_nodes import PALRankBatch, PALSelectBest
 from .fix_nodes import PALAutoFix
 from .mask_nodes import PALMaskRefine
@@ -21,6 +22,8 @@ _NODES = {
     "PALCropRegions": (PALCropRegions, "PAL Crop Regions"),
     "PALStitchRegions": (PALStitchRegions, "PAL Stitch Regions"),
 }
+
+register_model_folder()  # once, at import: INPUT_TYPES only reads ComfyUI's listing
 
 NODE_CLASS_MAPPINGS = {name: cls for name, (cls, _) in _NODES.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {name: title for name, (_, title) in _NODES.items()}

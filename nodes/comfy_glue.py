@@ -94,17 +94,38 @@ class JobBar:
         self._show(1.0)
 
 
-def pal_model_dirs() -> list[Path] | None:
-    """ComfyUI's ``models/pal`` folders (registered on first use), or None outside ComfyUI."""
+def register_model_folder() -> bool:
+    """Register ComfyUI's ``models/pal`` folder (and our extensions) with ``folder_paths``,
+    once, at import of the pack; False outside ComfyUI."""
     try:
         import folder_paths
     except ImportError:
-        return None
+        return False
     if "pal" not in folder_paths.folder_names_and_paths:
         folder_paths.add_model_folder_path("pal", os.path.join(folder_paths.models_dir, "pal"))
     paths, exts = folder_paths.folder_names_and_paths["pal"]
-    folder_paths.folder_names_and_paths["pal"] = (paths, set(exts) | MODEL_EXTENSIONS)
+    if not MODEL_EXTENSIONS <= set(exts):
+        folder_paths.folder_names_and_paths["pal"] = (paths, set(exts) | MODEL_EXTENSIONS)
+    return True
+
+
+def pal_model_dirs() -> list[Path] | None:
+    """ComfyUI's ``models/pal`` folders, or None outside ComfyUI."""
+    if not register_model_folder():  # a no-op after the import-time registration
+        return None
+    import folder_paths
+
     return [Path(p) for p in folder_paths.get_folder_paths("pal")]
+
+
+def pal_model_names() -> list[str] | None:
+    """The checkpoints in ``models/pal`` as ComfyUI lists them (its cached, mtime-checked
+    listing: no folder walk per call), or None outside ComfyUI."""
+    if not register_model_folder():
+        return None
+    import folder_paths
+
+    return list(folder_paths.get_filename_list("pal"))
 
 
 @dataclass

@@ -11,8 +11,6 @@ from comfyui_pal.options import comfy_inputs
 from comfyui_pal.pipelines import detect as detection
 from comfyui_pal.pipelines.curate import EMPTY_POLICIES, rank, select_best
 
-CATEGORY = "PAL"
-
 
 def _score_inputs() -> dict:
     return {
@@ -61,7 +59,21 @@ class PALRankBatch:
         "Sort a batch from fewest to most artifacts (PAR, lower is better). Outputs the sorted "
         "images, their PARs and their original batch indices."
     )
-    CATEGORY = CATEGORY
+    CATEGORY = "PAL/curate"
+    OUTPUT_TOOLTIPS = (
+        "The batch sorted best first (lowest PAR first).",
+        "PAR of each sorted image (fraction of artifact pixels; lower is better).",
+        "Original batch index of each sorted image.",
+        "One line per image: rank, index and PAR.",
+    )
+    SEARCH_ALIASES = (
+        "rank",
+        "sort",
+        "quality score",
+        "best of n",
+        "artifact",
+        "curate",
+    )  # newer ComfyUI search; harmless elsewhere
     RETURN_TYPES = ("IMAGE", "FLOAT", "INT", "STRING")
     RETURN_NAMES = ("images", "par", "index", "summary")
     OUTPUT_IS_LIST = (False, True, True, False)
@@ -91,7 +103,21 @@ class PALSelectBest:
         "max_par. When none passes, when_none decides: keep the best one anyway, output an "
         "empty batch, or stop with an error."
     )
-    CATEGORY = CATEGORY
+    CATEGORY = "PAL/curate"
+    OUTPUT_TOOLTIPS = (
+        "The images kept (top_k lowest PARs and / or PAR <= max_par), best first.",
+        "PAR of each kept image (lower is better).",
+        "Original batch index of each kept image.",
+        "What was kept and why, and what happened when none passed.",
+    )
+    SEARCH_ALIASES = (
+        "best of n",
+        "select",
+        "filter",
+        "quality score",
+        "cherry pick",
+        "artifact",
+    )  # newer ComfyUI search; harmless elsewhere
     RETURN_TYPES = ("IMAGE", "FLOAT", "INT", "STRING")
     RETURN_NAMES = ("images", "par", "index", "summary")
     OUTPUT_IS_LIST = (False, True, True, False)

@@ -10,8 +10,6 @@ from comfyui_pal.pipelines.fix import FixOptions, fix
 
 from .comfy_glue import JobBar, SamplingOptions, diffusion_inpainter, sampling_inputs
 
-CATEGORY = "PAL"
-
 
 class PALAutoFix:
     DESCRIPTION = (
@@ -21,7 +19,23 @@ class PALAutoFix:
         "PAR <= target_par or max_iterations; a change the detector does not like better is "
         "undone. Pixels away from artifacts come back bit for bit."
     )
-    CATEGORY = CATEGORY
+    CATEGORY = "PAL/fix"
+    OUTPUT_TOOLTIPS = (
+        "The fixed images; pixels away from repaired artifacts are bit-identical to the input.",
+        "What the detector still flags after the last round (thresholded).",
+        "The rounds as JSON: PAR per round, regions repainted, skipped (with reasons) or undone.",
+    )
+    SEARCH_ALIASES = (
+        "fix",
+        "auto fix",
+        "fix hands",
+        "artifact",
+        "defect",
+        "glitch",
+        "detailer",
+        "repair",
+        "inpaint",
+    )  # newer ComfyUI search; harmless elsewhere
     RETURN_TYPES = ("IMAGE", "MASK", "STRING")
     RETURN_NAMES = ("image", "mask", "history")
     FUNCTION = "fix"

@@ -5,15 +5,22 @@ from __future__ import annotations
 from comfyui_pal.core import masks
 from comfyui_pal.core.layout import comfy_mask
 
-CATEGORY = "PAL"
-
 
 class PALMaskRefine:
     DESCRIPTION = (
         "Clean up an artifact mask: threshold, grow or shrink with a round footprint, fill "
         "holes, drop small specks, feather outward, invert (applied in that order)."
     )
-    CATEGORY = CATEGORY
+    CATEGORY = "PAL/regions"
+    OUTPUT_TOOLTIPS = ("The refined mask [B,H,W] in 0..1.",)
+    SEARCH_ALIASES = (
+        "mask",
+        "grow",
+        "feather",
+        "fill holes",
+        "threshold",
+        "refine",
+    )  # newer ComfyUI search; harmless elsewhere
     RETURN_TYPES = ("MASK",)
     RETURN_NAMES = ("mask",)
     FUNCTION = "refine"

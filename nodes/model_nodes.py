@@ -15,9 +15,8 @@ from comfyui_pal.core.layout import bchw_to_image, image_to_bchw
 from comfyui_pal.options import comfy_inputs
 from comfyui_pal.pipelines import detect as detection
 
-from .comfy_glue import MODEL_EXTENSIONS, comfy_progress, pal_model_dirs
+from .comfy_glue import MODEL_EXTENSIONS, comfy_progress, pal_model_dirs, pal_model_names
 
-CATEGORY = "PAL"
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_PREFIX = "shipped/"
 
@@ -55,7 +54,10 @@ def model_dirs() -> list[Path]:
 def model_choices() -> list[str]:
     """Shipped weights first (``shipped/NAME``), then every checkpoint in the model folders."""
     names = [f"{SHIPPED_PREFIX}{p.name}" for p in sorted(SHIPPED_DIR.glob("*.safetensors"))]
-    for d in model_dirs():
+    listed = pal_model_names()
+    if listed is not None:  # inside ComfyUI: its cached listing of models/pal
+        names += sorted(n for n in listed if Path(n).suffix.lower() in MODEL_EXTENSIONS)
+    for d in model_dirs() if listed is None else []:
         if d.is_dir():
             names += sorted(
                 str(p.relative_to(d)) for p in d.rglob("*") if p.suffix.lower() in MODEL_EXTENSIONS
@@ -92,7 +94,16 @@ class PALModelLoader:
         "end2end.pt / converted .safetensors from models/pal). One copy per device is shared by "
         "every node and queued prompt."
     )
-    CATEGORY = CATEGORY
+    CATEGORY = "PAL/detect"
+    OUTPUT_TOOLTIPS = (
+        "The detector, shared by every node and queued prompt (one cached copy per device).",
+    )
+    SEARCH_ALIASES = (
+        "artifact detector",
+        "PAL4VST",
+        "load",
+        "model",
+    )  # newer ComfyUI search; harmless elsewhere
     RETURN_TYPES = ("PAL_MODEL",)
     RETURN_NAMES = ("pal_model",)
     FUNCTION = "load"
@@ -110,6 +121,16 @@ class PALModelLoader:
             }
         }
 
+    @classmethod
+    def IS_CHANGED(cls, model_name, device, precision):
+        """The resolved file's size and mtime: a checkpoint replaced under the same name
+        reloads (the cache keys on them too)."""
+        try:
+            st = resolve_model(model_name).stat()
+        except (OSError, ValueError):
+            return model_name  # load() reports the problem
+        return f"{model_name}:{st.st_size}:{st.st_mtime_ns}:{device}:{precision}"
+
     def load(self, model_name, device, precision):
         path = resolve_model(model_name)
         dev = None if device == "auto" else torch.device(device)
@@ -122,7 +143,24 @@ class PALDetectArtifacts:
         "threshold, a red overlay preview, and PAR (artifact area ratio, lower is better) per "
         "image."
     )
-    CATEGORY = CATEGORY
+    CATEGORY = "PAL/detect"
+    OUTPUT_TOOLTIPS = (
+        "Per-pixel artifact probability [B,H,W] in 0..1 (soft: for DifferentialDiffusion "
+        "or a mask node).",
+        "Binary artifact mask: probability above threshold.",
+        "The images with artifacts tinted red (for a Preview Image node).",
+        "PAR per image: the fraction of pixels flagged (lower is better).",
+        "PAR per image as text.",
+    )
+    SEARCH_ALIASES = (
+        "artifact",
+        "defect",
+        "glitch",
+        "detect",
+        "quality score",
+        "PAR",
+        "segment artifacts",
+    )  # newer ComfyUI search; harmless elsewhere
     RETURN_TYPES = ("MASK", "MASK", "IMAGE", "FLOAT", "STRING")
     RETURN_NAMES = ("probability", "mask", "preview", "par", "summary")
     OUTPUT_IS_LIST = (False, False, False, True, False)

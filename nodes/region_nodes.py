@@ -7,8 +7,6 @@ import json
 from comfyui_pal.core import regions
 from comfyui_pal.core.layout import bchw_to_image, comfy_mask, image_to_bchw
 
-CATEGORY = "PAL"
-
 
 def plan_report(plan: regions.StitchPlan) -> str:
     """JSON summary of a stitch plan: work size, crops and every region's fate."""
@@ -23,7 +21,20 @@ class PALCropRegions:
         "batch for any inpainting graph; PAL Stitch Regions pastes the results back. With an "
         "empty mask it returns one unused placeholder crop, and stitch returns the input."
     )
-    CATEGORY = CATEGORY
+    CATEGORY = "PAL/regions"
+    OUTPUT_TOOLTIPS = (
+        "Every masked region cut out with context and zoomed to one work size, as one IMAGE batch.",
+        "The inpainting mask of each crop.",
+        "The plan PAL Stitch Regions (or PAL Zoom Inpaint) needs to paste the crops back.",
+        "The regions and crops as JSON (boxes, areas, scale).",
+    )
+    SEARCH_ALIASES = (
+        "crop",
+        "zoom",
+        "detailer",
+        "regions",
+        "inpaint crop",
+    )  # newer ComfyUI search; harmless elsewhere
     RETURN_TYPES = ("IMAGE", "MASK", "PAL_STITCH", "STRING")
     RETURN_NAMES = ("crops", "crop_masks", "stitch", "report")
     FUNCTION = "crop"
@@ -149,7 +160,17 @@ class PALStitchRegions:
         "Paste inpainted crops back into the original images using the PAL_STITCH plan. Pixels "
         "farther than 1.25 x blend_radius from the mask come back bit for bit."
     )
-    CATEGORY = CATEGORY
+    CATEGORY = "PAL/regions"
+    OUTPUT_TOOLTIPS = (
+        "The images with the inpainted crops pasted back; pixels far from the mask are "
+        "bit-identical.",
+    )
+    SEARCH_ALIASES = (
+        "stitch",
+        "paste",
+        "uncrop",
+        "detailer",
+    )  # newer ComfyUI search; harmless elsewhere
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
     FUNCTION = "stitch"

@@ -8,8 +8,6 @@ from comfyui_pal.pipelines.zoom import zoom_inpaint
 
 from .comfy_glue import SEED_MODES, JobBar, SamplingOptions, diffusion_inpainter, sampling_inputs
 
-CATEGORY = "PAL"
-
 
 class PALZoomInpaint:
     DESCRIPTION = (
@@ -18,7 +16,20 @@ class PALZoomInpaint:
         "ordinary checkpoints), sample, decode, scale back and stitch. Pixels away from the "
         "regions come back bit for bit. Give a mask, or the stitch plan of PAL Crop Regions."
     )
-    CATEGORY = CATEGORY
+    CATEGORY = "PAL/fix"
+    OUTPUT_TOOLTIPS = (
+        "The images with every region inpainted zoomed in and pasted back.",
+        "The inpainted crops at work size (to inspect them).",
+        "The stitch plan used.",
+    )
+    SEARCH_ALIASES = (
+        "zoom inpaint",
+        "detailer",
+        "fix hands",
+        "inpaint",
+        "artifact",
+        "fix",
+    )  # newer ComfyUI search; harmless elsewhere
     RETURN_TYPES = ("IMAGE", "IMAGE", "PAL_STITCH")
     RETURN_NAMES = ("image", "inpainted_crops", "stitch")
     FUNCTION = "inpaint"

@@ -48,7 +48,11 @@ def test_every_node_declares_a_consistent_classic_interface(pack):
     for name, cls in pack.NODE_CLASS_MAPPINGS.items():
         spec = cls.INPUT_TYPES()
         assert set(spec) <= {"required", "optional", "hidden"}, name
-        assert cls.CATEGORY == "PAL" and cls.DESCRIPTION, name
+        assert cls.CATEGORY in {"PAL/detect", "PAL/fix", "PAL/regions", "PAL/curate"}, name
+        assert cls.DESCRIPTION, name
+        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES), name
+        assert all(isinstance(t, str) and len(t) > 10 for t in cls.OUTPUT_TOOLTIPS), name
+        assert cls.SEARCH_ALIASES and all(isinstance(a, str) for a in cls.SEARCH_ALIASES), name
         assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES), name
         assert set(cls.RETURN_TYPES) <= COMFY_TYPES, name
         if hasattr(cls, "OUTPUT_IS_LIST"):
@@ -176,6 +180,28 @@ def test_detect_and_auto_fix_nodes_run_on_comfy_layouts(pack, tmp_path, monkeypa
     assert fixed.shape == image.shape and mask.shape == (2, 48, 64)
     assert json.loads(history)[0]["iteration"] == 0
     assert path.exists()
+
+
+def test_a_checkpoint_replaced_under_the_same_name_reloads(pack, tmp_path, monkeypatch):
+    import os
+
+    from comfyui_pal.models.loading import save_checkpoint
+    from comfyui_pal.models.pal_lite import PalLite, PalLiteConfig
+
+    monkeypatch.setenv("PAL_MODELS_DIR", str(tmp_path))
+    loader = pack.NODE_CLASS_MAPPINGS["PALModelLoader"]
+    torch.manual_seed(0)
+    path = save_checkpoint(PalLite(PalLiteConfig(decoder_channels=8)), tmp_path / "m.safetensors")
+    first = loader.IS_CHANGED("m.safetensors", "cpu", "auto")
+    assert loader.IS_CHANGED("m.safetensors", "cpu", "auto") == first  # unchanged: cached
+    (a,) = loader().load("m.safetensors", "cpu", "auto")
+    torch.manual_seed(1)
+    save_checkpoint(PalLite(PalLiteConfig(decoder_channels=16)), path)  # replaced in place
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert loader.IS_CHANGED("m.safetensors", "cpu", "auto") != first
+    (b,) = loader().load("m.safetensors", "cpu", "auto")
+    assert a.model.config.decoder_channels == 8 and b.model.config.decoder_channels == 16
 
 
 def test_rank_and_select_nodes_sort_by_precomputed_probabilities(pack):
