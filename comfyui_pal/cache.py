@@ -17,6 +17,7 @@ it. Outside ComfyUI the device is CUDA, then MPS, then CPU.
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 import threading
 import warnings
@@ -210,7 +211,8 @@ class ModelCache:
                     stacklevel=2,
                 )
             _whole_on_one_device(model, load_device)
-        return next(model.parameters()).device
+        first = next(itertools.chain(model.parameters(), model.buffers()), None)
+        return first.device if first is not None else torch.device("cpu")  # (weightless)
 
     def clear(self) -> None:
         with self._lock:

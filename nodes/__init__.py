@@ -6,6 +6,7 @@ Each node converts ComfyUI layouts, calls one library function and converts back
 from .comfy_glue import register_model_folder
 from .curate_nodes import PALRankBatch, PALSelectBest
 from .fix_nodes import PALAutoFix
+from .interop_nodes import PALArtifactsToSEGS, PALDetectorProvider
 from .mask_nodes import PALMaskRefine
 from .model_nodes import PALDetectArtifacts, PALModelLoader
 from .region_nodes import PALCropRegions, PALStitchRegions
@@ -21,6 +22,8 @@ _NODES = {
     "PALMaskRefine": (PALMaskRefine, "PAL Mask Refine"),
     "PALCropRegions": (PALCropRegions, "PAL Crop Regions"),
     "PALStitchRegions": (PALStitchRegions, "PAL Stitch Regions"),
+    "PALArtifactsToSEGS": (PALArtifactsToSEGS, "PAL Artifacts to SEGS"),
+    "PALDetectorProvider": (PALDetectorProvider, "PAL Detector Provider"),
 }
 
 register_model_folder()  # once, at import: INPUT_TYPES only reads ComfyUI's listing

@@ -158,9 +158,12 @@ def sampling_inputs() -> dict:
     samplers, schedulers = sampler_choices()
     inputs = comfy_inputs(SamplingOptions, ["steps", "cfg", "sampler_name", "scheduler", "denoise"])
     inputs["cfg"][1]["round"] = 0.01
+    defaults = SamplingOptions()
     for name, choices in (("sampler_name", samplers), ("scheduler", schedulers)):
-        tooltip = inputs[name][1]["tooltip"]
-        inputs[name] = (choices, {"tooltip": tooltip})
+        spec = {"tooltip": inputs[name][1]["tooltip"]}
+        if getattr(defaults, name) in choices:  # a new node starts like the templates
+            spec["default"] = getattr(defaults, name)
+        inputs[name] = (choices, spec)
     return inputs
 
 

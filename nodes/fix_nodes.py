@@ -10,6 +10,16 @@ from comfyui_pal.pipelines.fix import FixOptions, fix
 
 from .comfy_glue import JobBar, SamplingOptions, diffusion_inpainter, sampling_inputs
 
+DIFFUSION_ONLY = " Used only with MODEL, VAE, positive and negative connected."
+
+
+def _diffusion_only(inputs: dict) -> dict:
+    """The diffusion inpainter's widgets, their tooltips saying when they apply."""
+    return {
+        k: (t, {**spec, "tooltip": spec.get("tooltip", "") + DIFFUSION_ONLY})
+        for k, (t, spec) in inputs.items()
+    }
+
 
 class PALAutoFix:
     DESCRIPTION = (
@@ -74,8 +84,9 @@ class PALAutoFix:
                 "vae": ("VAE", {"tooltip": "The diffusion model's VAE."}),
                 "positive": ("CONDITIONING", {"tooltip": "What the fixed regions should show."}),
                 "negative": ("CONDITIONING", {"tooltip": "What they should not."}),
-                **sampling_inputs(),
-                **comfy_inputs(FixOptions, ["target_size"]),
+                **_diffusion_only(
+                    {**sampling_inputs(), **comfy_inputs(FixOptions, ["target_size"])}
+                ),
             },
         }
 

@@ -88,6 +88,20 @@ def resolve_model(name: str) -> Path:
     )
 
 
+def check_device(device: str) -> None:
+    """Refuse a ``device`` choice this machine does not have (ComfyUI shows the message),
+    instead of running somewhere else or failing deep inside torch."""
+    missing = {
+        "cuda": not torch.cuda.is_available(),
+        "mps": not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    }
+    if missing.get(device):
+        raise RuntimeError(
+            f"PAL Model Loader: device={device} but this machine (torch {torch.__version__}) has "
+            f"no {device.upper()} device; choose auto (ComfyUI's device) or cpu"
+        )
+
+
 class PALModelLoader:
     DESCRIPTION = (
         "Load a PAL artifact detector (the shipped default, or official PAL4VST .pth / "
@@ -133,6 +147,7 @@ class PALModelLoader:
 
     def load(self, model_name, device, precision):
         path = resolve_model(model_name)
+        check_device(device)
         dev = None if device == "auto" else torch.device(device)
         return (PalModel(cache.load_model(path, dev), model_name, precision),)
 

@@ -14,6 +14,7 @@ import torch
 from conftest import REPO, blob_mask
 
 COMFY_TYPES = {"IMAGE", "MASK", "FLOAT", "INT", "BOOLEAN", "STRING", "PAL_STITCH", "PAL_MODEL"}
+COMFY_TYPES |= {"SEGS", "BBOX_DETECTOR", "SEGM_DETECTOR"}  # Impact Pack's types
 
 
 def _load_pack_like_comfyui():
@@ -180,6 +181,41 @@ def test_detect_and_auto_fix_nodes_run_on_comfy_layouts(pack, tmp_path, monkeypa
     assert fixed.shape == image.shape and mask.shape == (2, 48, 64)
     assert json.loads(history)[0]["iteration"] == 0
     assert path.exists()
+
+
+def test_auto_fix_says_which_widgets_need_a_diffusion_model(pack):
+    optional = pack.NODE_CLASS_MAPPINGS["PALAutoFix"].INPUT_TYPES()["optional"]
+    widgets = ["steps", "cfg", "sampler_name", "scheduler", "denoise", "target_size"]
+    assert all("only with MODEL" in optional[k][1]["tooltip"] for k in widgets)
+    assert not any("only with MODEL" in optional[k][1]["tooltip"] for k in ("mode", "tta"))
+    assert len(optional["mode"][1]["tooltip"]) > 40  # says what resize and tiled do
+    assert optional["scheduler"][1].get("default", "normal") == "normal"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_the_machine_lacks_is_a_clear_error(pack, tmp_path):
+    loader = pack.NODE_CLASS_MAPPINGS["PALModelLoader"]
+    with pytest.raises(RuntimeError, match="no CUDA device; choose auto"):
+        loader().load("shipped/pal_lite.safetensors", "cuda", "auto")
+
+
+def test_seed_widgets_share_comfyuis_64_bit_range_and_the_top_seed_runs(pack):
+    from comfyui_pal.pipelines.fix import FixOptions, fix
+
+    fix_seed = pack.NODE_CLASS_MAPPINGS["PALAutoFix"].INPUT_TYPES()["required"]["seed"][1]
+    zoom_seed = pack.NODE_CLASS_MAPPINGS["PALZoomInpaint"].INPUT_TYPES()["required"]["seed"][1]
+    assert fix_seed["max"] == zoom_seed["max"] == 2**64 - 1 and fix_seed["min"] == 0
+
+    class Flags(torch.nn.Module):  # flags the magenta square
+        def forward(self, x):
+            magenta = (x[:, 0] > 1) & (x[:, 1] < 0)
+            return torch.stack([~magenta, magenta], 1).float() * 8
+
+    image = torch.rand(1, 3, 64, 64)
+    image[:, :, 20:30, 20:30] = torch.tensor([1.0, 0.0, 1.0])[:, None, None]
+    opts = FixOptions(seed=2**64 - 1, max_iterations=2, min_confidence=0.0, protect=False)
+    fixed, _, _ = fix(Flags(), image, opts)  # seed + 1000 r + k wraps instead of overflowing
+    assert fixed.shape == image.shape
 
 
 def test_a_checkpoint_replaced_under_the_same_name_reloads(pack, tmp_path, monkeypatch):

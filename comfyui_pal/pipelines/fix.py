@@ -38,6 +38,8 @@ WINDOW_PAD = 3 * acceptance.RING + 8
 Span = Callable[[float, float], None]
 INPAINT_SHARE = 0.8  # of each round's share of the bar; re-detection takes the rest
 
+SEED_MAX = 2**64 - 1  # ComfyUI's seed range (0xffffffffffffffff), the same on every node
+
 
 @dataclass
 class FixOptions:
@@ -98,8 +100,20 @@ class FixOptions:
     inpainter: str = option(
         "patchmatch", "patchmatch continues texture; smooth is fastest.", choices=INPAINTERS
     )
-    seed: int = option(0, "Seed of the inpainter's random search.", min=0, max=2**31 - 1)
-    mode: str = option("resize", "Detection mode.", choices=MODES)
+    seed: int = option(
+        0,
+        "Seed of the inpainter's random search (round r, region k use seed + 1000 r + k, "
+        "wrapped to 64 bits).",
+        min=0,
+        max=SEED_MAX,
+    )
+    mode: str = option(
+        "resize",
+        "How the detector looks: resize = the paper's 512x512 pass over the whole image "
+        "(fast); tiled = native-resolution windows fused with it (finds small artifacts on "
+        "big images, slower).",
+        choices=MODES,
+    )
     tta: bool = option(
         True, "Detect with a mirrored pass too: fewer false alarms, twice the detection time."
     )
@@ -184,7 +198,7 @@ def fix(
         mask, unsure = _confident_regions(probs[todo], opt)
         for r in unsure:
             entry["skipped"].append(dict(r, batch_index=todo[r["batch_index"]]))
-        seed = opt.seed + 1000 * it
+        seed = (opt.seed + 1000 * it) % (SEED_MAX + 1)
         if native:
 
             def step(k: int, n: int, base: float = base, top: float = painting) -> None:

@@ -350,7 +350,7 @@ def _fill_one(image: Tensor, hole: Tensor, seed: int, patch: int) -> Tensor:
     for _ in range(levels - 1):
         images.append(F.avg_pool2d(images[-1][None], 2, ceil_mode=True)[0])
         holes.append(F.max_pool2d(holes[-1][None, None].float(), 2, ceil_mode=True)[0, 0] > 0)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed % 2**64)  # ComfyUI seeds are 64-bit: wrap
     cur = q = d = prev = None
     for li in range(levels - 1, -1, -1):
         img, hl = images[li], holes[li]
