@@ -173,6 +173,19 @@ def main() -> None:
         {k: type(v) for k, v in served.items()},
     )
 
+    web = nodes.EXTENSION_WEB_DIRS.get(link.name)
+    check(
+        "the help pages are served from the pack's web directory",
+        web is not None and (Path(web) / "docs" / "PALAutoFix.md").is_file(),
+        web,
+    )
+    node_defs = CustomNodeManager().build_translations().get("en", {}).get("nodeDefs", {})
+    check(
+        "the English locale names every node",
+        set(ours) <= set(node_defs) and node_defs["PALAutoFix"]["display_name"] == "PAL Auto Fix",
+        sorted(node_defs)[:12],
+    )
+
     mismatches = core_node_mismatches()
     check("workflow_check knows this ComfyUI's core nodes", not mismatches, mismatches)
 

@@ -1,0 +1,154 @@
+"""Node docs and English locale, written from the node definitions themselves.
+
+    python examples/build_node_docs.py          # rewrite web/docs/*.md and locales/en/nodeDefs.json
+    python examples/build_node_docs.py --check  # exit 1 if a file is out of date
+
+ComfyUI's frontend shows ``WEB_DIRECTORY/docs/<NodeName>.md`` in the node's help panel and
+reads ``locales/<lang>/nodeDefs.json`` (display names, descriptions, input / output names and
+tooltips). Both come from each node's DESCRIPTION, INPUT_TYPES, RETURN_NAMES and
+OUTPUT_TOOLTIPS, and the docs list the templates that use the node, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS_DIR = REPO / "web" / "docs"
+LOCALE = REPO / "locales" / "en" / "nodeDefs.json"
+
+
+def load_pack() -> object:
+    """The pack as ComfyUI loads it (by path)."""
+    name = "comfyui_pal_pack_for_docs"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _kind(spec: tuple) -> str:
+    kind = spec[0]
+    return "choice" if isinstance(kind, (list, tuple)) else str(kind)
+
+
+DYNAMIC = {  # choices that depend on the machine: described, not listed
+    "model_name": "the shipped model and every checkpoint in models/pal",
+    "sampler_name": "ComfyUI's samplers",
+    "scheduler": "ComfyUI's schedulers",
+}
+
+
+def _allowed(key: str, spec: tuple) -> str:
+    kind, extra = spec[0], spec[1] if len(spec) > 1 else {}
+    if key in DYNAMIC:
+        return DYNAMIC[key] + (f" (default `{extra['default']}`)" if "default" in extra else "")
+    if isinstance(kind, (list, tuple)):
+        shown = ", ".join(f"`{c}`" for c in kind[:8]) + (", ..." if len(kind) > 8 else "")
+        return shown + (f" (default `{extra['default']}`)" if "default" in extra else "")
+    parts = []
+    if "default" in extra:
+        parts.append(f"default `{extra['default']}`")
+    if "min" in extra or "max" in extra:
+        parts.append(f"{extra.get('min', '')}..{extra.get('max', '')}")
+    return ", ".join(parts)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def templates_using(name: str) -> list[str]:
+    out = []
+    for path in sorted((REPO / "example_workflows").glob("*.json")):
+        graph = json.loads(path.read_text())
+        if any(n.get("type") == name for n in graph.get("nodes", [])):
+            out.append(path.stem)
+    return out
+
+
+def node_doc(name: str, title: str, cls: type) -> str:
+    """The markdown help page of one node."""
+    spec = cls.INPUT_TYPES()
+    lines = [f"# {title}", "", cls.DESCRIPTION, "", "## Inputs", ""]
+    lines += ["| input | type | values | what it is |", "|---|---|---|---|"]
+    for section in ("required", "optional"):
+        for key, value in spec.get(section, {}).items():
+            extra = value[1] if len(value) > 1 else {}
+            opt = " (optional)" if section == "optional" else ""
+            lines.append(
+                f"| `{key}`{opt} | {_kind(value)} | {_cell(_allowed(key, value))} | "
+                f"{_cell(extra.get('tooltip', ''))} |"
+            )
+    lines += ["", "## Outputs", "", "| output | type | what it is |", "|---|---|---|"]
+    for out, kind, tip in zip(cls.RETURN_NAMES, cls.RETURN_TYPES, cls.OUTPUT_TOOLTIPS, strict=True):
+        lines.append(f"| `{out}` | {kind} | {_cell(tip)} |")
+    used = templates_using(name)
+    if used:
+        lines += ["", "## In the templates", ""]
+        lines += [f"- `{u}` (Workflow > Browse Templates > comfyui-pal)" for u in used]
+    lines += ["", f"Category `{cls.CATEGORY}`; search: {', '.join(cls.SEARCH_ALIASES)}.", ""]
+    return "\n".join(lines)
+
+
+def node_defs_locale(pack: object) -> dict:
+    """``nodeDefs.json`` of the English locale, in the frontend's layout."""
+    out = {}
+    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
+        spec = cls.INPUT_TYPES()
+        inputs = {}
+        for section in ("required", "optional"):
+            for key, v in spec.get(section, {}).items():
+                tip = v[1].get("tooltip") if len(v) > 1 else None
+                inputs[key] = {"name": key, **({"tooltip": tip} if tip else {})}
+        outputs = {
+            str(i): {"name": n, "tooltip": t}
+            for i, (n, t) in enumerate(zip(cls.RETURN_NAMES, cls.OUTPUT_TOOLTIPS, strict=True))
+        }
+        out[name] = {
+            "display_name": pack.NODE_DISPLAY_NAME_MAPPINGS[name],
+            "description": cls.DESCRIPTION,
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+    return out
+
+
+def files() -> dict[Path, str]:
+    """Every generated file and its text."""
+    pack = load_pack()
+    out = {
+        DOCS_DIR / f"{name}.md": node_doc(name, pack.NODE_DISPLAY_NAME_MAPPINGS[name], cls)
+        for name, cls in pack.NODE_CLASS_MAPPINGS.items()
+    }
+    out[LOCALE] = json.dumps(node_defs_locale(pack), indent=2, ensure_ascii=False) + "\n"
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file is out of date")
+    args = ap.parse_args()
+    stale = []
+    for path, text in files().items():
+        if path.exists() and path.read_text() == text:
+            continue
+        if args.check:
+            stale.append(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(REPO)}")
+    for path in stale:
+        print(f"stale: {path.relative_to(REPO)}", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
