@@ -12,25 +12,15 @@ OUTPUT_TOOLTIPS, and the docs list the templates that use the node, so they cann
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_workflows import REPO, load_pack, write_or_check
+
 DOCS_DIR = REPO / "web" / "docs"
 LOCALE = REPO / "locales" / "en" / "nodeDefs.json"
-
-
-def load_pack() -> object:
-    """The pack as ComfyUI loads it (by path)."""
-    name = "comfyui_pal_pack_for_docs"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _kind(spec: tuple) -> str:
@@ -134,20 +124,7 @@ def files() -> dict[Path, str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if a file is out of date")
-    args = ap.parse_args()
-    stale = []
-    for path, text in files().items():
-        if path.exists() and path.read_text() == text:
-            continue
-        if args.check:
-            stale.append(path)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path.relative_to(REPO)}")
-    for path in stale:
-        print(f"stale: {path.relative_to(REPO)}", file=sys.stderr)
-    return 1 if stale else 0
+    return write_or_check(files(), ap.parse_args().check)
 
 
 if __name__ == "__main__":

@@ -249,21 +249,26 @@ def files(defs: dict[str, NodeDef] | None = None) -> dict[Path, str]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="only check the files are current")
-    args = ap.parse_args()
+def write_or_check(files: dict[Path, str], check: bool) -> int:
+    """Write the files that differ (or with ``check`` only list them); 1 if ``check`` found
+    one out of date."""
     stale = []
-    for path, text in files().items():
+    for path, text in files.items():
         if path.exists() and path.read_text() == text:
             continue
         stale.append(path)
-        if not args.check:
+        if not check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     for path in stale:
-        print(("out of date: " if args.check else "wrote ") + str(path.relative_to(REPO)))
-    return 1 if stale and args.check else 0
+        print(("out of date: " if check else "wrote ") + str(path.relative_to(REPO)))
+    return 1 if stale and check else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only check the files are current")
+    return write_or_check(files(), ap.parse_args().check)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch
 
 from comfyui_pal.core.layout import bchw_to_image, image_to_bchw
 from comfyui_pal.options import comfy_inputs, option, validate
+from comfyui_pal.pipelines.fix import FixOptions
 
 SEED_MODES = ("per_region", "batch")
 DEFAULT_SAMPLERS = ["euler"]
@@ -151,6 +152,13 @@ def sampler_choices() -> tuple[list[str], list[str]]:
     except ImportError:
         return DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS
     return list(comfy.samplers.KSampler.SAMPLERS), list(comfy.samplers.KSampler.SCHEDULERS)
+
+
+def threshold_input(tooltip: str) -> dict:
+    """The artifact-probability ``threshold`` widget: ``FixOptions.threshold``'s default and
+    range (the one definition), with a node's own ``tooltip``."""
+    ((name, (kind, spec)),) = comfy_inputs(FixOptions, ["threshold"]).items()
+    return {name: (kind, {**spec, "tooltip": tooltip})}
 
 
 def sampling_inputs() -> dict:

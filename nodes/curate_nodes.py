@@ -11,6 +11,8 @@ from comfyui_pal.options import comfy_inputs
 from comfyui_pal.pipelines import detect as detection
 from comfyui_pal.pipelines.curate import EMPTY_POLICIES, rank, select_best
 
+from .comfy_glue import threshold_input
+
 
 def _score_inputs() -> dict:
     return {
@@ -19,16 +21,7 @@ def _score_inputs() -> dict:
             "MASK",
             {"tooltip": "Probabilities from PAL Detect Artifacts, to skip detecting again."},
         ),
-        "threshold": (
-            "FLOAT",
-            {
-                "default": 0.5,
-                "min": 0.01,
-                "max": 0.99,
-                "step": 0.01,
-                "tooltip": "Probability above which a pixel counts as an artifact.",
-            },
-        ),
+        **threshold_input("Probability above which a pixel counts as an artifact."),
         **comfy_inputs(detection.DetectOptions, ["mode"]),
     }
 

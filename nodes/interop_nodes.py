@@ -16,7 +16,10 @@ import torch
 
 from comfyui_pal.core.detections import artifact_detections
 from comfyui_pal.core.layout import comfy_mask, image_to_bchw
+from comfyui_pal.options import comfy_inputs
 from comfyui_pal.pipelines import detect as detection
+
+from .comfy_glue import threshold_input
 
 SEG = namedtuple(
     "SEG",
@@ -66,16 +69,7 @@ class PALArtifactsToSEGS:
             "required": {
                 "image": ("IMAGE", {"tooltip": "The image the probability was detected on."}),
                 "probability": ("MASK", {"tooltip": "PAL Detect Artifacts' probability."}),
-                "threshold": (
-                    "FLOAT",
-                    {
-                        "default": 0.5,
-                        "min": 0.01,
-                        "max": 0.99,
-                        "step": 0.01,
-                        "tooltip": "Probability above which a pixel is an artifact.",
-                    },
-                ),
+                **threshold_input("Probability above which a pixel is an artifact."),
                 "dilation": (
                     "INT",
                     {
@@ -170,10 +164,7 @@ class PALDetectorProvider:
         return {
             "required": {
                 "pal_model": ("PAL_MODEL", {"tooltip": "From PAL Model Loader."}),
-                "mode": (
-                    list(detection.MODES),
-                    {"default": "resize", "tooltip": "resize: 512x512 pass; tiled: + windows."},
-                ),
+                **comfy_inputs(detection.DetectOptions, ["mode"]),
             }
         }
 

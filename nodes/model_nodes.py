@@ -15,7 +15,13 @@ from comfyui_pal.core.layout import bchw_to_image, image_to_bchw
 from comfyui_pal.options import comfy_inputs
 from comfyui_pal.pipelines import detect as detection
 
-from .comfy_glue import MODEL_EXTENSIONS, comfy_progress, pal_model_dirs, pal_model_names
+from .comfy_glue import (
+    MODEL_EXTENSIONS,
+    comfy_progress,
+    pal_model_dirs,
+    pal_model_names,
+    threshold_input,
+)
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_PREFIX = "shipped/"
@@ -188,16 +194,8 @@ class PALDetectArtifacts:
                 "image": ("IMAGE", {"tooltip": "Generated images [B,H,W,C]."}),
                 "pal_model": ("PAL_MODEL", {"tooltip": "From PAL Model Loader."}),
                 **comfy_inputs(detection.DetectOptions, ["mode"]),
-                "threshold": (
-                    "FLOAT",
-                    {
-                        "default": 0.5,
-                        "min": 0.01,
-                        "max": 0.99,
-                        "step": 0.01,
-                        "tooltip": "Probability above which a pixel is an "
-                        "artifact (0.5 = the model's argmax).",
-                    },
+                **threshold_input(
+                    "Probability above which a pixel is an artifact (0.5 = the model's argmax)."
                 ),
             },
             "optional": {

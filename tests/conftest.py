@@ -6,6 +6,8 @@ available, CUDA; float32, float16 and bfloat16. ``--device`` / ``--dtype`` narro
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,22 @@ from comfyui_pal.constants import MEAN_RGB, STD_RGB
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "pal_mmseg"
+
+
+def load_pack_like_comfyui(name: str = "custom_nodes.comfyui-pal-under-test"):
+    """The pack as ComfyUI imports a custom-node folder: by path, under a name of its choosing."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pack():
+    """The pack loaded like ComfyUI loads it (once per test module)."""
+    return load_pack_like_comfyui()
+
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # How far a soft (non-integer) result in each dtype may be from the float32 CPU result, in

@@ -8,19 +8,17 @@ and that nothing the user had was changed.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import inspect
 import json
 import os
 import struct
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import load_pack_like_comfyui
 from PIL import Image
 
 from comfyui_pal import cli
@@ -312,12 +310,8 @@ def test_image_values_outside_0_1_and_ambiguous_layouts_warn():
 
 
 def _pack_module():
-    name = "custom_nodes.comfyui-pal-hostile"
-    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return inspect.getmodule(module.NODE_CLASS_MAPPINGS["PALModelLoader"])
+    pack = load_pack_like_comfyui("custom_nodes.comfyui-pal-hostile")
+    return inspect.getmodule(pack.NODE_CLASS_MAPPINGS["PALModelLoader"])
 
 
 @pytest.mark.parametrize("name", ["/etc/passwd", "../../secret.safetensors", "a/../../b.pth", ""])

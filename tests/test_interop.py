@@ -3,14 +3,12 @@ structure: ``((H, W), [SEG])``, SEG fields by name, ``[x1, y1, x2, y2]`` boxes, 
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import load_pack_like_comfyui
 
 from comfyui_pal.core import masks as M
 from comfyui_pal.core.detections import artifact_detections, crop_region
@@ -23,12 +21,8 @@ IMPACT_SEG_FIELDS = (
 
 @pytest.fixture(scope="module")
 def interop():
-    name = "custom_nodes.comfyui-pal-interop"
-    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return inspect.getmodule(module.NODE_CLASS_MAPPINGS["PALArtifactsToSEGS"])
+    pack = load_pack_like_comfyui("custom_nodes.comfyui-pal-interop")
+    return inspect.getmodule(pack.NODE_CLASS_MAPPINGS["PALArtifactsToSEGS"])
 
 
 def _probs(h: int = 96, w: int = 128) -> torch.Tensor:

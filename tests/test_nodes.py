@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import inspect
 import json
 import subprocess
@@ -15,21 +14,6 @@ from conftest import REPO, blob_mask
 
 COMFY_TYPES = {"IMAGE", "MASK", "FLOAT", "INT", "BOOLEAN", "STRING", "PAL_STITCH", "PAL_MODEL"}
 COMFY_TYPES |= {"SEGS", "BBOX_DETECTOR", "SEGM_DETECTOR"}  # Impact Pack's types
-
-
-def _load_pack_like_comfyui():
-    """ComfyUI imports a custom-node folder by path, under a module name of its choosing."""
-    name = "custom_nodes.comfyui-pal-under-test"
-    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def pack():
-    return _load_pack_like_comfyui()
 
 
 def test_pack_exports_node_mappings(pack):

@@ -12,13 +12,6 @@ from comfyui_pal.pipelines.detect import DetectOptions
 from comfyui_pal.pipelines.fix import FixOptions
 
 
-@pytest.fixture(scope="module")
-def pack():
-    from test_nodes import _load_pack_like_comfyui  # TODO move to conftest
-
-    return _load_pack_like_comfyui()
-
-
 def _auto_fix_widgets(pack) -> dict:
     spec = pack.NODE_CLASS_MAPPINGS["PALAutoFix"].INPUT_TYPES()
     return {**spec["required"], **spec["optional"]}

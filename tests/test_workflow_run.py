@@ -9,8 +9,7 @@ import json
 import pytest
 import torch
 from comfy_stand_in import core_nodes, install
-from conftest import REPO
-from test_nodes import _load_pack_like_comfyui
+from conftest import REPO, load_pack_like_comfyui
 
 from comfyui_pal.io.images import load_image
 
@@ -55,7 +54,7 @@ def run_api(workflow: dict, mappings: dict, core: dict) -> dict:
 @pytest.fixture
 def stand_in(monkeypatch):
     log = install(monkeypatch)
-    pack = _load_pack_like_comfyui()
+    pack = load_pack_like_comfyui()
     saved: list = []
     return pack, core_nodes(IMAGES, saved), saved, log
 

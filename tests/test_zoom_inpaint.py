@@ -17,17 +17,11 @@ import torch
 from comfy_stand_in import FakeVAE, Interrupted, install
 from conftest import blob_mask
 from test_fix import MagentaDetector
-from test_nodes import _load_pack_like_comfyui
 
 
 @pytest.fixture
 def comfy(monkeypatch):
     return install(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def pack():
-    return _load_pack_like_comfyui()
 
 
 def _scene():

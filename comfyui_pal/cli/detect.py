@@ -7,21 +7,25 @@ import sys
 import time
 from pathlib import Path
 
-from ..options import add_arguments
+from ..options import add_arguments, fields
 from ..pipelines.detect import DetectOptions
+from ..pipelines.fix import FixOptions
 from .common import add_inputs, model_parent, overwrite_parent, prepare, process_folder
 
 FIELDS = ["image", "par", "seconds"]
 
 
 def probability(text: str) -> float:
-    """``--threshold``'s type: a probability strictly inside (0, 1), as the nodes allow."""
+    """``--threshold``'s type: a probability in ``FixOptions.threshold``'s range, as the nodes
+    allow (the one definition)."""
+    spec = fields(FixOptions)["threshold"][2]
+    lo, hi = spec.min, spec.max
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.01 <= value <= 0.99:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0.01, 0.99]")
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text} is outside [{lo}, {hi}]")
     return value
 
 

@@ -167,6 +167,14 @@ class Archive:
             infos = self.zip.infolist()
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise ArchiveError(f"truncated or corrupt zip ({exc})") from exc
+        try:
+            self._check(infos)
+        except BaseException:
+            self.zip.close()  # a refused file is not held open
+            raise
+
+    def _check(self, infos: list[zipfile.ZipInfo]) -> None:
+        """Index the records and refuse what is not a torch archive, before inflating."""
         self.infos = {i.filename: i for i in infos}
         pickles = [n for n in self.infos if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
@@ -187,6 +195,12 @@ class Archive:
             for n in self.infos
         )
         self.storages: dict[str, Tensor] = {}
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.zip.close()  # storages were copied out: nothing read depends on the file
 
     def _record(self, name: str, limit: int, missing_ok: bool = False) -> bytes | None:
         info = self.infos.get(self.prefix + name)
@@ -321,18 +335,25 @@ def _names(block: str, field: str) -> set[str]:
     return {v for v in value if isinstance(v, str)}
 
 
-def read_pickle_archive(path: str | Path) -> object:
-    """The object a ``torch.save`` zip file holds, rebuilt from tensors and plain data only."""
-    archive = Archive(path)
-    if archive.scripted:
+def read_pickle_archive(source: str | Path | Archive) -> object:
+    """The object a ``torch.save`` zip file (a path, or an open ``Archive``) holds, rebuilt
+    from tensors and plain data only."""
+    if not isinstance(source, Archive):
+        with Archive(source) as archive:
+            return read_pickle_archive(archive)
+    if source.scripted:
         raise ArchiveError("it is TorchScript, not a torch.save file")
-    return archive.load()
+    return source.load()
 
 
-def read_torchscript_weights(path: str | Path) -> dict[str, Tensor]:
-    """``state_dict()`` of a TorchScript module file (parameters and buffers by attribute
-    path), read as data: no TorchScript code is loaded or run."""
-    archive = Archive(path)
+def read_torchscript_weights(source: str | Path | Archive) -> dict[str, Tensor]:
+    """``state_dict()`` of a TorchScript module file (a path, or an open ``Archive``):
+    parameters and buffers by attribute path, read as data: no TorchScript code is loaded or
+    run."""
+    if not isinstance(source, Archive):
+        with Archive(source) as archive:
+            return read_torchscript_weights(archive)
+    archive = source
     root = archive.load()
     if not isinstance(root, ScriptObject):
         raise ArchiveError("its data.pkl does not hold a TorchScript module")

@@ -197,10 +197,11 @@ REFUSED = (
 )
 
 
-def _read_pickle(path: Path, kind: str) -> dict[str, Tensor]:
-    """The state_dict of a ``torch.save`` file (mmseg's ``{'meta', 'state_dict'}`` or bare)."""
+def _read_pickle(path: Path, archive: Archive | None) -> dict[str, Tensor]:
+    """The state_dict of a ``torch.save`` file (mmseg's ``{'meta', 'state_dict'}`` or bare):
+    its open zip ``archive``, or a legacy pickle when None."""
     try:
-        obj = read_pickle_archive(path) if kind == "zip" else read_legacy_pickle(path)
+        obj = read_pickle_archive(archive) if archive is not None else read_legacy_pickle(path)
     except RefusedObject as exc:
         raise ValueError(REFUSED.format(path=path, why=exc)) from exc
     except ArchiveError as exc:
@@ -217,16 +218,16 @@ def _read_pickle(path: Path, kind: str) -> dict[str, Tensor]:
     return dict(obj)
 
 
-def _read_torchscript(path: Path) -> dict[str, Tensor]:
+def _read_torchscript(path: Path, archive: Archive) -> dict[str, Tensor]:
     try:
-        return read_torchscript_weights(path)
+        return read_torchscript_weights(archive)
     except ArchiveError as exc:
         raise ValueError(f"cannot read TorchScript checkpoint {path}: {exc}") from exc
 
 
-def _is_torchscript(path: Path) -> bool:
+def _open_archive(path: Path) -> Archive:
     try:
-        return Archive(path).scripted
+        return Archive(path)
     except ArchiveError as exc:
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
 
@@ -297,10 +298,14 @@ def read_checkpoint(path: str | Path, keep_aux: bool = False) -> Checkpoint:
     if kind == "safetensors":
         sd, meta = _read_safetensors(path)
         fmt = "safetensors"
-    elif kind == "zip" and _is_torchscript(path):
-        sd, fmt = _read_torchscript(path), "torchscript"
-    elif kind in ("zip", "pickle"):
-        sd, fmt = _read_pickle(path, kind), "mmseg-pth"
+    elif kind == "zip":  # opened once: TorchScript or a torch.save file
+        with _open_archive(path) as archive:
+            if archive.scripted:
+                sd, fmt = _read_torchscript(path, archive), "torchscript"
+            else:
+                sd, fmt = _read_pickle(path, archive), "mmseg-pth"
+    elif kind == "pickle":
+        sd, fmt = _read_pickle(path, None), "mmseg-pth"
     else:
         raise ValueError(
             f"{path} is not a checkpoint this pack reads (found neither safetensors, a torch "
