@@ -1,6 +1,6 @@
 """The fix loop at scale (not a test): crop planning and many regions, old and new in one run.
 
-    python benchmarks/bench_scale.py [--regions 5000] [--fix-regions 100] [--repeats 3]
+    python benchmarks/bench_fix_scale.py [--regions 5000] [--fix-regions 100] [--repeats 3]
 
 1. Crop planning (``regions.plan_crops``) of N small regions on a 2048x2048 mask, with the
    default context (everything chains into few crops) and with a tight one (a slow cascade
