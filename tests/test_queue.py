@@ -117,7 +117,8 @@ def test_seed_jobs_run_collect_outputs_with_par_and_resume(tmp_path, comfy, caps
     assert cli.main(args) == 0
     assert sorted(p["3"]["inputs"]["seed"] for p in comfy.prompts) == [5, 6, 7]
     rows = (out / "report.csv").read_text().splitlines()
-    assert rows[0] == "job,output,par" and len(rows) == 4
+    assert rows[0] == "job,output,server,attempts,par" and len(rows) == 4
+    assert all(r.split(",")[2:4] == [comfy.url, "1"] for r in rows[1:])
     assert all(float(r.rsplit(",", 1)[1]) >= 0 for r in rows[1:])
     assert len(list(out.glob("seed*_9_ComfyUI_p*.png"))) == 3
     assert cli.main([*args, "--resume"]) == 0

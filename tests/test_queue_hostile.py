@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 from comfyui_pal.io import comfy_client as cc
-from comfyui_pal.io.comfy_client import Client, Job, QueueError, parse_seeds, run_queue, safe_name
+from comfyui_pal.io.comfy_client import Client, Job, QueueError, parse_seeds, safe_name
+from comfyui_pal.io.dispatch import run_queue
 
 WORKFLOW = {"3": {"class_type": "KSampler", "inputs": {"seed": 0}}}
 

@@ -123,7 +123,7 @@ def test_queue_over_a_folder_of_images_on_a_real_server(server, tmp_path, capsys
     args += ["--images", str(images), "--out", str(out), "--cpu"]
     assert cli.main(args) == 0
     rows = (out / "report.csv").read_text().splitlines()
-    assert rows[0] == "job,output,par" and len(rows) == 3
+    assert rows[0] == "job,output,server,attempts,par" and len(rows) == 3
     assert sorted(r.split(",")[0] for r in rows[1:]) == ["astronaut", "rocket"]
     assert all(0 <= float(r.rsplit(",", 1)[1]) <= 1 for r in rows[1:])
     assert all((out / r.split(",")[1]).stat().st_size > 0 for r in rows[1:])

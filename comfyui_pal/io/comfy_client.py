@@ -1,11 +1,10 @@
-"""Drive a ComfyUI server over a folder of images or a range of seeds (the ``queue`` command).
+"""A ComfyUI HTTP client and the jobs of the ``queue`` command (``dispatch`` runs them).
 
 Standard-library HTTP only: ``POST /upload/image`` (multipart), ``POST /prompt``,
-``GET /history/{id}``, ``GET /queue``, ``GET /view``. Each job is a copy of an API-format
-workflow with its image or seed filled in; jobs run with bounded concurrency, transient
+``GET /history/{id}``, ``GET /queue``, ``GET /view``, ``GET /system_stats`` (health probe).
+Each job is a copy of an API-format workflow with its image or seed filled in; transient
 failures (connection errors, timeouts, HTTP 5xx) of reads are retried with exponential
-backoff, outputs land in the output folder, and ``queue_state.json`` records finished jobs so
-an interrupted run resumes where it stopped.
+backoff.
 
 The server is not trusted: a prompt is submitted with its own id and never resent before
 ``/history`` and ``/queue`` show it was not accepted (a timed-out ``POST /prompt`` may have
@@ -25,13 +24,9 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from .images import write_atomic
 
 SEED_INPUTS = ("seed", "noise_seed")
 MAX_JSON_BYTES = 64 * 2**20  # a history or status answer larger than this is refused
@@ -52,12 +47,15 @@ class Unanswered(QueueError):
 
 @dataclass
 class Job:
-    """One prompt: its name (used for output files) and what to fill in."""
+    """One prompt: its name (used for output files) and what to fill in; once run, its saved
+    outputs (paths in the output folder), the server that ran it and the attempts it took."""
 
     name: str
     image: Path | None = None
     seed: int | None = None
     outputs: list[str] = field(default_factory=list)
+    server: str | None = None
+    attempts: int = 0
 
 
 def safe_name(name: object, fallback: str = "output") -> str:
@@ -286,14 +284,14 @@ class Client:
         sub = info.get("subfolder") or ""
         return f"{sub}/{info['name']}" if sub else info["name"]
 
-    def submit(self, workflow: dict) -> str:
-        """Queue ``workflow`` once and return its prompt id.
+    def submit(self, workflow: dict, prompt_id: str | None = None) -> str:
+        """Queue ``workflow`` once and return its prompt id (``prompt_id``, or a new one).
 
         The prompt carries its own id, so when the ``POST /prompt`` fails in a way that may
         have queued it (timeout, dropped connection, HTTP 5xx), ``/history`` and ``/queue``
         are asked first and it is resent only if the server does not have it.
         """
-        pid = uuid.uuid4().hex
+        pid = prompt_id or uuid.uuid4().hex
         data = json.dumps({"prompt": workflow, "client_id": self.client_id, "prompt_id": pid})
         for attempt in range(self.retries + 1):
             try:
@@ -322,8 +320,20 @@ class Client:
         items = [*queue.get("queue_running", []), *queue.get("queue_pending", [])]
         return any(isinstance(i, list) and len(i) > 1 and i[1] == prompt_id for i in items)
 
+    def alive(self) -> bool:
+        """Whether the server answers ComfyUI's ``GET /system_stats`` now (one try, no
+        retries): the health probe of a server marked down."""
+        try:
+            return isinstance(self._json("/system_stats", retries=0).get("system"), dict)
+        except QueueError:
+            return False
+
     def wait(self, prompt_id: str, poll: float = 0.5, timeout: float = 3600) -> dict:
+        """The history entry of ``prompt_id`` once it ran. ``/history`` is polled every 20 ms
+        at first, the pause growing by half each time up to ``poll`` seconds, so a quick
+        prompt is collected at once and a long one costs a request per ``poll``."""
         deadline = time.monotonic() + timeout
+        pause = min(0.02, poll)
         while time.monotonic() < deadline:
             hist = self._json(f"/history/{prompt_id}")
             if prompt_id in hist:
@@ -334,7 +344,8 @@ class Client:
                 if status.get("status_str") == "error":
                     raise QueueError(f"prompt {prompt_id} failed: {_messages(status)}")
                 return entry
-            time.sleep(poll)
+            time.sleep(pause)
+            pause = min(poll, pause * 1.5)
         raise QueueError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
 
     def view(self, image: dict) -> bytes:
@@ -379,82 +390,3 @@ def _messages(status: dict) -> str:
                 f"{data.get('exception_message', '').strip()}"
             )
     return "; ".join(out) or "execution error"
-
-
-def run_queue(
-    workflow: dict,
-    jobs: Iterable[Job],
-    out_dir: Path,
-    client: Client,
-    concurrency: int = 2,
-    resume: bool = False,
-    log: Callable[[str], None] = print,
-    overwrite: bool = False,
-) -> list[Job]:
-    """Run ``jobs`` (read lazily: at most ``2 * concurrency`` are in flight or waiting);
-    returns the finished ones (with their saved outputs), in job order. A folder holding an
-    earlier run is refused unless ``resume`` (go on with it) or ``overwrite`` (replace its
-    files of the same names); an existing output file is never replaced otherwise."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state_path = out_dir / "queue_state.json"
-    if state_path.exists() and not (resume or overwrite):
-        raise QueueError(
-            f"{out_dir} holds an earlier queue run; pass --resume to go on with it, "
-            "--overwrite to replace it, or another --out folder"
-        )
-    state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
-    lock = threading.Lock()
-
-    def one(job: Job) -> Job:
-        uploaded = client.upload(job.image) if job.image is not None else None
-        prompt_id = client.submit(fill(workflow, job, uploaded))
-        entry = client.wait(prompt_id)
-        for node_id, out in (entry.get("outputs") or {}).items():
-            images = out.get("images", []) if isinstance(out, dict) else []
-            for image in [i for i in images if isinstance(i, dict) and "filename" in i]:
-                name = safe_name(f"{job.name}_{safe_name(node_id)}_{safe_name(image['filename'])}")
-                folder = out_dir.joinpath(*safe_parts(image.get("subfolder", "")))
-                folder.mkdir(parents=True, exist_ok=True)
-                dst = folder / name
-                if dst.exists() and not overwrite:
-                    raise QueueError(f"{dst} exists; pass --overwrite or another --out folder")
-                write_atomic(dst, client.view(image))
-                job.outputs.append(dst.relative_to(out_dir).as_posix())
-        with lock:
-            state[job.name] = job.outputs
-            write_atomic(state_path, json.dumps(state, indent=1))
-        log(f"{job.name}: {len(job.outputs)} output(s)")
-        return job
-
-    finished: list[Job] = []
-    errors: list[QueueError] = []
-    tried = 0
-    window: deque = deque()  # (job, future or None when done before), in job order
-
-    def collect() -> None:
-        job, fut = window.popleft()
-        if fut is None:
-            finished.append(job)
-            return
-        try:
-            finished.append(fut.result())
-        except QueueError as exc:
-            errors.append(exc)
-            log(f"FAILED: {exc}")
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for job in jobs:
-            if job.name in state:
-                job.outputs = state[job.name]
-                log(f"{job.name}: done before, skipped (--resume)")
-                window.append((job, None))
-            else:
-                tried += 1
-                window.append((job, pool.submit(one, job)))
-            while len(window) > 2 * max(1, concurrency):
-                collect()
-        while window:
-            collect()
-    if errors and len(errors) == tried:
-        raise errors[0]
-    return finished
