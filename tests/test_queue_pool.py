@@ -66,8 +66,8 @@ def _check_each_job_once(done: list[Job], out: Path, seeds: range) -> None:
     assert all("outputs" in entry for entry in state.values())
 
 
-def test_jobs_spread_over_servers_a_dying_and_a_failing_one_lose_nothing(farm, tmp_path):
-    good, dying, failing = farm(seconds=0.03), farm(seconds=0.03), farm(fail_prompts=True)
+def test_a_slow_a_dying_and_a_failing_server_lose_and_repeat_nothing(farm, tmp_path):
+    good, dying, failing = farm(seconds=0.12), farm(seconds=0.03), farm(fail_prompts=True)
     lines: list[str] = []
 
     def log(line: str) -> None:

@@ -146,6 +146,33 @@ def test_queue_over_seeds_samples_on_a_real_server(server, tmp_path):
     assert seed3 and seed4 and seed3[0].read_bytes() != seed4[0].read_bytes()
 
 
+def test_queue_shares_jobs_between_a_real_server_and_a_stand_in(server, tmp_path):
+    """One pool of a real ComfyUI and a stand-in render server: each seed runs once, on one
+    of them, and the merged report says where."""
+    import csv
+
+    from comfy_farm import FarmServer
+
+    from comfyui_pal import cli
+
+    farm = FarmServer(seconds=0.5)
+    try:
+        out = tmp_path / "out"
+        args = ["queue", _api(tmp_path, "02_pal_best_of_n"), "--server", server.url]
+        args += ["--server", farm.url, "--concurrency", "1", "--seeds", "1..4", "--no-score"]
+        assert cli.main([*args, "--out", str(out)]) == 0
+    finally:
+        farm.kill()
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    jobs = {r["job"]: r["server"] for r in rows}
+    assert sorted(jobs) == ["seed1", "seed2", "seed3", "seed4"]
+    assert set(jobs.values()) == {server.url, farm.url}
+    assert all(n == 1 for n in farm.accepted.values())
+    assert sorted(farm.ran) == sorted(int(j[4:]) for j, s in jobs.items() if s == farm.url)
+    real = [r for r in rows if r["server"] == server.url]
+    assert all((out / r["output"]).stat().st_size > 0 for r in real)
+
+
 def test_queue_names_a_node_the_real_server_does_not_have(server, tmp_path, capsys):
     from comfyui_pal import cli
 
