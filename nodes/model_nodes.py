@@ -12,6 +12,7 @@ import torch
 from comfyui_pal import cache
 from comfyui_pal.core import preview
 from comfyui_pal.core.layout import bchw_to_image, image_to_bchw
+from comfyui_pal.io import download as official
 from comfyui_pal.options import comfy_inputs
 from comfyui_pal.pipelines import detect as detection
 
@@ -25,6 +26,7 @@ from .comfy_glue import (
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_PREFIX = "shipped/"
+DOWNLOAD_CHOICES = {f"PAL4VST {name} (download)": name for name in official.RELEASES}
 
 
 @dataclass
@@ -68,7 +70,42 @@ def model_choices() -> list[str]:
             names += sorted(
                 str(p.relative_to(d)) for p in d.rglob("*") if p.suffix.lower() in MODEL_EXTENSIONS
             )
+    if listed is not None or model_dirs():  # official releases not downloaded yet
+        names += [
+            choice
+            for choice, release in DOWNLOAD_CHOICES.items()
+            if official.RELEASES[release].file_name("pytorch") not in names
+        ]
     return names or ["(no models: put PAL4VST checkpoints in models/pal)"]
+
+
+def download_target(name: str) -> Path | None:
+    """Where a "PAL4VST NAME (download)" choice lives once fetched (the first models/pal
+    folder); None for other choices."""
+    if name not in DOWNLOAD_CHOICES:
+        return None
+    dirs = model_dirs()
+    if not dirs:
+        raise FileNotFoundError(
+            f"{name}: no models/pal folder to download into (run inside ComfyUI, or set "
+            "PAL_MODELS_DIR)"
+        )
+    return dirs[0] / official.RELEASES[DOWNLOAD_CHOICES[name]].file_name("pytorch")
+
+
+def fetch_official(name: str) -> Path:
+    """Download a "(download)" choice into models/pal (checked, resumable; see
+    ``comfyui_pal.io.download``) with ComfyUI's progress bar, unless it is there."""
+    target = download_target(name)
+    if target.is_file():
+        return target
+    bar = comfy_progress()
+    official.download(
+        DOWNLOAD_CHOICES[name],
+        target.parent,
+        progress=(lambda done, total: bar(done, max(total, done))) if bar else None,
+    )
+    return target
 
 
 def resolve_model(name: str) -> Path:
@@ -81,6 +118,9 @@ def resolve_model(name: str) -> Path:
             f"model {name!r} is not a file name inside models/pal; pick one of the listed "
             "checkpoints (put your own in ComfyUI's models/pal folder)"
         )
+    target = download_target(name)
+    if target is not None and target.is_file():
+        return target
     if name.startswith(SHIPPED_PREFIX):
         path = SHIPPED_DIR / name[len(SHIPPED_PREFIX) :]
         if path.is_file():
@@ -111,8 +151,9 @@ def check_device(device: str) -> None:
 class PALModelLoader:
     DESCRIPTION = (
         "Load a PAL artifact detector (the shipped default, or official PAL4VST .pth / "
-        "end2end.pt / converted .safetensors from models/pal). One copy per device is shared by "
-        "every node and queued prompt."
+        "end2end.pt / converted .safetensors from models/pal; a 'PAL4VST ... (download)' "
+        "choice fetches the authors' checkpoint into models/pal the first time it runs). One "
+        "copy per device is shared by every node and queued prompt."
     )
     CATEGORY = "PAL/detect"
     OUTPUT_TOOLTIPS = (
@@ -132,7 +173,13 @@ class PALModelLoader:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "model_name": (model_choices(), {"tooltip": "Checkpoint to load."}),
+                "model_name": (
+                    model_choices(),
+                    {
+                        "tooltip": "Checkpoint to load. A 'PAL4VST ... (download)' choice "
+                        "fetches the authors' checkpoint into models/pal when first run."
+                    },
+                ),
                 "device": (
                     ["auto", "cpu", "cuda", "mps"],
                     {"default": "auto", "tooltip": "auto = ComfyUI's device (or CUDA, MPS, CPU)."},
@@ -152,7 +199,8 @@ class PALModelLoader:
         return f"{model_name}:{st.st_size}:{st.st_mtime_ns}:{device}:{precision}"
 
     def load(self, model_name, device, precision):
-        path = resolve_model(model_name)
+        path = fetch_official(model_name) if model_name in DOWNLOAD_CHOICES else None
+        path = path or resolve_model(model_name)
         check_device(device)
         dev = None if device == "auto" else torch.device(device)
         return (PalModel(cache.load_model(path, dev), model_name, precision),)

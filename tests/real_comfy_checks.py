@@ -196,6 +196,11 @@ def main() -> None:
         choices,
     )
     check("non-model files not offered", not any(c.endswith(".txt") for c in choices), choices)
+    check(
+        "the official releases are offered for download",
+        "PAL4VST unified (download)" in choices and "PAL4VST shadow (download)" in choices,
+        choices,
+    )
     listed = folder_paths.get_filename_list("pal")
     check("ComfyUI's own listing of 'pal' agrees", "sub/mine.safetensors" in listed, listed)
 

@@ -4,9 +4,10 @@ Commands (one module each, on shared parent parsers in ``common``):
   fix        the main job: detect artifacts and inpaint them away, iterating until clean
   detect     find artifacts with the default (or any) model: masks, overlays, PAR report
   rank       copy images best first as NNN_parX.XXX_<name> with ranking.csv (resumable)
-  queue      run an API-format workflow on a ComfyUI server per image or seed; PAR report
+  queue      run an API-format workflow per image or seed on ComfyUI servers; PAR report
   demo       zoom-in crop -> built-in smooth fill -> stitch, on images with masks beside them
   convert    any supported detector checkpoint -> our safetensors (architecture in metadata)
+  download   fetch an official PAL4VST checkpoint (unified, stylegan2, shadow), checked
   data       build the training base images from installed packages' files
   train      train the default model, or fine-tune any checkpoint, on synthetic / folder data
   calibrate  bake the F1-best validation threshold into a checkpoint
@@ -23,9 +24,9 @@ import errno
 import os
 import sys
 
-from . import convert, data, demo, detect, evaluate, fix, queue, rank, train
+from . import convert, data, demo, detect, download, evaluate, fix, queue, rank, train
 
-COMMANDS = (fix, detect, rank, queue, demo, convert, data, train, evaluate)
+COMMANDS = (fix, detect, rank, queue, demo, convert, download, data, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
