@@ -6,7 +6,7 @@ Each node converts ComfyUI layouts, calls one library function and converts back
 from .comfy_glue import register_model_folder
 from .curate_nodes import PALRankBatch, PALSelectBest
 from .fix_nodes import PALAutoFix
-from .interop_nodes import PALArtifactsToSEGS, PALDetectorProvider
+from .interop_nodes import PALArtifactBoxes, PALArtifactsToSEGS, PALDetectorProvider
 from .mask_nodes import PALMaskRefine
 from .model_nodes import PALDetectArtifacts, PALModelLoader
 from .region_nodes import PALCropRegions, PALStitchRegions
@@ -24,6 +24,7 @@ _NODES = {
     "PALStitchRegions": (PALStitchRegions, "PAL Stitch Regions"),
     "PALArtifactsToSEGS": (PALArtifactsToSEGS, "PAL Artifacts to SEGS"),
     "PALDetectorProvider": (PALDetectorProvider, "PAL Detector Provider"),
+    "PALArtifactBoxes": (PALArtifactBoxes, "PAL Artifact Boxes"),
 }
 
 register_model_folder()  # once, at import: INPUT_TYPES only reads ComfyUI's listing

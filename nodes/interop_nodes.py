@@ -1,4 +1,5 @@
-"""Interop with Impact Pack's detailer graphs: PAL artifacts as SEGS and as a detector.
+"""Interop with the graphs people already use: PAL artifacts as Impact Pack SEGS, as an
+Impact detector, and as ComfyUI's ``BOUNDING_BOX`` boxes.
 
 Impact Pack is not imported: its ``SEGS`` value is plain data, ``((H, W), [SEG, ...])`` with
 ``SEG`` a named tuple (cropped_image, cropped_mask, confidence, crop_region, bbox, label,
@@ -6,6 +7,8 @@ control_net_wrapper); boxes are ``[x1, y1, x2, y2]`` pixels, ``cropped_mask`` a 
 array over ``crop_region``. Its detector inputs (``BBOX_DETECTOR`` / ``SEGM_DETECTOR``) are
 objects with ``detect(image, threshold, dilation, crop_factor, drop_size, detailer_hook)``
 -> SEGS, ``detect_combined(image, threshold, dilation)`` -> MASK and ``setAux``.
+``BOUNDING_BOX`` (a core type of newer ComfyUI, e.g. RT-DETR Detect -> Draw BBoxes) is a list
+per image of ``{x, y, width, height, label, score}`` dicts.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import namedtuple
 
 import torch
 
-from comfyui_pal.core.detections import artifact_detections
+from comfyui_pal.core.detections import artifact_detections, bounding_boxes
 from comfyui_pal.core.layout import comfy_mask, image_to_bchw
 from comfyui_pal.options import comfy_inputs
 from comfyui_pal.pipelines import detect as detection
@@ -171,3 +174,53 @@ class PALDetectorProvider:
     def provide(self, pal_model, mode):
         detector = PALDetector(pal_model, mode)
         return (detector, detector)
+
+
+class PALArtifactBoxes:
+    DESCRIPTION = (
+        "PAL's artifact regions as bounding boxes (ComfyUI's BOUNDING_BOX: per image a list "
+        "of {x, y, width, height, label, score}), for box consumers such as Draw BBoxes or "
+        "crop-by-box nodes."
+    )
+    CATEGORY = "PAL/regions"
+    RETURN_TYPES = ("BOUNDING_BOX",)
+    RETURN_NAMES = ("boxes",)
+    OUTPUT_TOOLTIPS = (
+        "Per image, one box per artifact region in pixels; score = its mean probability, "
+        "most confident first.",
+    )
+    SEARCH_ALIASES = ("bbox", "bounding box", "artifact boxes", "detections")
+    FUNCTION = "boxes"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "probability": ("MASK", {"tooltip": "PAL Detect Artifacts' probability."}),
+                **threshold_input("Probability above which a pixel is an artifact."),
+                "dilation": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": -512,
+                        "max": 512,
+                        "tooltip": "Grow (or shrink, < 0) each region by this many pixels first.",
+                    },
+                ),
+                "drop_size": (
+                    "INT",
+                    {
+                        "default": 16,
+                        "min": 1,
+                        "max": 2**20,
+                        "tooltip": "Regions smaller than this many pixels are dropped.",
+                    },
+                ),
+                "label": ("STRING", {"default": LABEL, "tooltip": "Label of every box."}),
+            }
+        }
+
+    def boxes(self, probability, threshold, dilation, drop_size, label):
+        probs = comfy_mask(probability)
+        found = bounding_boxes(probs, threshold, dilation=dilation, min_area=drop_size, label=label)
+        return (found,)

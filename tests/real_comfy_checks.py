@@ -156,7 +156,7 @@ def main() -> None:
     for extra in extra_packs:  # the shared tiny-model pack: its node is in the examples too
         check(f"{extra.name} imports", asyncio.run(nodes.load_custom_node(str(extra))))
     ours = {k: v for k, v in nodes.NODE_CLASS_MAPPINGS.items() if k.startswith("PAL")}
-    check("eleven PAL nodes registered", len(ours) == 11, sorted(ours))
+    check("twelve PAL nodes registered", len(ours) == 12, sorted(ours))
     Loader, Detect = ours["PALModelLoader"], ours["PALDetectArtifacts"]
     AutoFix = ours["PALAutoFix"]
 

@@ -127,3 +127,22 @@ def test_the_detector_provider_works_like_an_impact_detector(interop):
     assert inside > 0.95 and combined.sum() < 1.1 * 80 * 100
     with pytest.raises(ValueError, match="one image"):
         bbox_detector.detect(torch.rand(2, 64, 64, 3), 0.5, 0, 2.0)
+
+
+def test_artifact_boxes_are_comfyui_bounding_boxes_per_image(interop):
+    probs = torch.stack([_probs(), torch.zeros(96, 128), _probs().flip(-1)])
+    node = interop.PALArtifactBoxes()
+    assert node.RETURN_TYPES == ("BOUNDING_BOX",)
+    (boxes,) = node.boxes(probs, 0.5, 0, 4, "artifact")
+    assert len(boxes) == 3 and boxes[1] == []  # one list per image, in batch order
+    first = boxes[0]
+    assert [set(b) for b in first] == [{"x", "y", "width", "height", "label", "score"}] * 2
+    assert {**first[0], "score": round(first[0]["score"], 4)} == {  # the speck is dropped
+        "x": 20.0, "y": 10.0, "width": 40.0, "height": 20.0, "label": "artifact", "score": 0.9
+    }  # fmt: skip
+    assert first[1]["x"] == 100.0 and first[1]["width"] == 10.0
+    assert first[1]["score"] == pytest.approx(0.7)
+    mirrored = boxes[2][0]  # the same region seen in the flipped map
+    assert mirrored["x"] == 128 - 60 and mirrored["width"] == 40.0
+    (grown,) = node.boxes(probs[:1], 0.5, 3, 1, "x")
+    assert grown[0][0]["width"] == 46.0 and len(grown[0]) == 3 and grown[0][0]["label"] == "x"

@@ -14,6 +14,7 @@ from conftest import REPO, blob_mask
 
 COMFY_TYPES = {"IMAGE", "MASK", "FLOAT", "INT", "BOOLEAN", "STRING", "PAL_STITCH", "PAL_MODEL"}
 COMFY_TYPES |= {"SEGS", "BBOX_DETECTOR", "SEGM_DETECTOR"}  # Impact Pack's types
+COMFY_TYPES |= {"BOUNDING_BOX"}  # core ComfyUI (comfy_api io.BoundingBox) in newer releases
 
 
 def test_pack_exports_node_mappings(pack):

@@ -80,3 +80,35 @@ def artifact_detections(
         out.append(Detection(tuple(r.box), region, crop, float(r.mean_prob), r.area_px))
     out.sort(key=lambda d: -d.area_px)
     return out
+
+
+def bounding_boxes(
+    probs: Tensor,
+    threshold: float = 0.5,
+    *,
+    dilation: int = 0,
+    min_area: int = 1,
+    label: str = "artifact",
+) -> list[list[dict]]:
+    """Per image of ``probs`` ``[B,H,W]`` 0..1, its artifact regions as ComfyUI's
+    ``BOUNDING_BOX`` records: ``{"x", "y", "width", "height"}`` in source pixels (floats),
+    ``"score"`` the region's mean probability and ``"label"``; most confident first."""
+    probs = check_mask(probs[None] if probs.dim() == 2 else probs, "probs")
+    out = []
+    for one in probs:
+        found = artifact_detections(
+            one, threshold, dilation=dilation, crop_factor=1.0, min_area=min_area
+        )
+        boxes = [
+            {
+                "x": float(d.bbox[0]),
+                "y": float(d.bbox[1]),
+                "width": float(d.bbox[2] - d.bbox[0]),
+                "height": float(d.bbox[3] - d.bbox[1]),
+                "score": round(d.confidence, 6),
+                "label": label,
+            }
+            for d in found
+        ]
+        out.append(sorted(boxes, key=lambda b: -b["score"]))
+    return out
