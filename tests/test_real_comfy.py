@@ -173,6 +173,26 @@ def test_queue_shares_jobs_between_a_real_server_and_a_stand_in(server, tmp_path
     assert all((out / r["output"]).stat().st_size > 0 for r in real)
 
 
+def test_the_real_server_offers_the_subgraph_blueprints(server):
+    """ComfyUI serves subgraphs/*.json of the pack at /global_subgraphs (the frontend's node
+    library reads it) and the blueprint's data unchanged."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/global_subgraphs", timeout=30) as resp:
+        listed = json.loads(resp.read())
+    ours = {k: v for k, v in listed.items() if v["name"] == "pal_zoom_fix"}
+    assert len(ours) == 1, listed
+    ((key, entry),) = ours.items()
+    assert entry["source"] == "custom_node" and entry["info"]["node_pack"].startswith(
+        "custom_nodes."
+    )
+    with urllib.request.urlopen(f"{server.url}/global_subgraphs/{key}", timeout=30) as resp:
+        served = json.loads(resp.read())
+    assert json.loads(served["data"]) == json.loads(
+        (REPO / "subgraphs/pal_zoom_fix.json").read_text()
+    )
+
+
 def test_queue_names_a_node_the_real_server_does_not_have(server, tmp_path, capsys):
     from comfyui_pal import cli
 
