@@ -9,11 +9,20 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..io.images import INPUT_SUFFIXES, list_images, write_atomic
 from ..io.journal import Journal
 from ..options import pick
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..scale.job import Job
+    from ..scale.ray_engine import Cluster
+
+ENGINES = ("local", "ray")
+SCALE_EXTRA = 'pip install "comfyui-pal[scale]"'  # what --engine ray needs
 
 
 def model_parent(what: str = "detector") -> argparse.ArgumentParser:
@@ -22,6 +31,79 @@ def model_parent(what: str = "detector") -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help=f"{what} checkpoint (default: shipped model)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is below 1")
+    return value
+
+
+def _gpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative; pass 0 for CPU actors")
+    return value
+
+
+def engine_parent() -> argparse.ArgumentParser:
+    """``--engine``, ``--address``, ``--actors``, ``--num-gpus``: run in this process or on a
+    Ray cluster (``comfyui_pal.scale.ray_engine``; read ``engine_cluster``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: one image after another in this process (default); ray: on a Ray cluster, "
+        f"decoding in CPU tasks and scoring in model actors ({SCALE_EXTRA}). On several "
+        "nodes the inputs, the model and --out must be shared storage",
+    )
+    p.add_argument(
+        "--address",
+        help="Ray cluster to join (auto: the one this node belongs to, or HEAD:6379); default: "
+        "start one on this machine",
+    )
+    p.add_argument(
+        "--actors",
+        type=_positive_int,
+        help="scoring actors, each holding one model (default: one per GPU, else one per CPU "
+        "but one)",
+    )
+    p.add_argument(
+        "--num-gpus",
+        type=_gpus,
+        help="GPUs per actor (default: 1 when the cluster has GPUs, else 0: CPU actors; 0.5 "
+        "puts two actors on a GPU)",
+    )
+    return p
+
+
+def engine_cluster(args: argparse.Namespace) -> Cluster | None:
+    """The ``scale.ray_engine.Cluster`` the ``engine_parent`` flags ask for, None for
+    ``--engine local``; a ``ValueError`` for Ray flags without ``--engine ray``, for
+    ``--cpu`` with GPUs, and when Ray is not installed (naming the extra to install)."""
+    flags = {"--address": args.address, "--actors": args.actors, "--num-gpus": args.num_gpus}
+    if args.engine == "local":
+        given = [name for name, value in flags.items() if value is not None]
+        if given:
+            raise ValueError(f"{given[0]} is a Ray setting; add --engine ray (or drop it)")
+        return None
+    if getattr(args, "cpu", False) and args.num_gpus:
+        raise ValueError(f"--cpu and --num-gpus {args.num_gpus:g} contradict; drop one")
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ValueError(f"--engine ray needs Ray Data, not installed: {SCALE_EXTRA}") from None
+    from ..scale.ray_engine import Cluster
+
+    return Cluster(args.address, args.actors, args.num_gpus, getattr(args, "cpu", False))
 
 
 def overwrite_parent(what: str = "existing outputs") -> argparse.ArgumentParser:
@@ -87,6 +169,35 @@ def prepare(
     out_dir = Path(args.out)
     files = inputs(args, out_dir, unique_stems)
     return out_dir, files, pick(options, args), load_model(args.model, device(args))
+
+
+def make_job(
+    args: argparse.Namespace, model: nn.Module, options: Any, out_dir: Path | None = None
+) -> Job:
+    """The per-image work of ``rank`` / ``detect`` (``scale.job.Job``): ``model`` (loaded
+    from ``--model``) with ``options`` at ``--threshold``, writing outputs into ``out_dir``."""
+    from ..cache import resolve_model_path
+    from ..scale.job import Job
+
+    return Job.of(model, resolve_model_path(args.model), options, args.threshold, out_dir)
+
+
+def run_on_ray(
+    args: argparse.Namespace, job: Job, files: list[Path], out_dir: Path, cluster: Cluster
+) -> tuple[dict[str, dict], list[dict]]:
+    """Run ``job`` over ``files`` with ``--engine ray`` (``scale.ray_engine``), results in
+    ``out_dir``/results (``--resume`` continues them, ``--overwrite`` starts over); returns
+    ``(the rows of every file scored, by path in input order; this run's failures)``."""
+    from ..scale import ray_engine
+    from ..scale.results import Results
+
+    results = Results(out_dir, args.resume, args.overwrite)
+    failed = ray_engine.run(job, files, results, cluster, args.overwrite, warn=_stderr)
+    return results.current(files), failed
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def write_reports(out_dir: Path, rows: list[dict], fields: list[str]) -> None:

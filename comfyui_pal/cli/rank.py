@@ -8,7 +8,16 @@ from pathlib import Path
 
 from ..options import add_arguments
 from ..pipelines.detect import DetectOptions
-from .common import add_inputs, model_parent, overwrite_parent, prepare
+from .common import (
+    add_inputs,
+    engine_cluster,
+    engine_parent,
+    make_job,
+    model_parent,
+    overwrite_parent,
+    prepare,
+    run_on_ray,
+)
 from .detect import add_threshold
 
 
@@ -16,7 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "rank",
         help="copy images best first by PAR, with ranking.csv",
-        parents=[model_parent(), overwrite_parent("clashing copies")],
+        parents=[
+            model_parent(),
+            overwrite_parent("clashing copies (and, with --engine ray, start its results over)"),
+            engine_parent(),
+        ],
     )
     add_inputs(p, "pal_ranked")
     add_arguments(p, DetectOptions, ["mode", "tta"])
@@ -26,17 +39,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Rank image files by PAR into renamed copies plus ranking.csv; resumable."""
-    from ..io.images import load_image
+    """Rank image files by PAR into renamed copies plus ranking.csv; resumable. With
+    ``--engine ray`` the scores are Parquet parts in ``--out``/results (``scale.results``)
+    instead of scores.json."""
     from ..io.ranking import score_files, write_ranking
-    from ..pipelines.detect import detect, par
 
+    cluster = engine_cluster(args)
     out_dir, files, opts, model = prepare(args, DetectOptions, unique_stems=False)
+    job = make_job(args, model, opts)
+    if cluster is None:
 
-    def score(path: Path) -> float:
-        return float(par(detect(model, load_image(path), opts), args.threshold)[0])
+        def score(path: Path) -> float:
+            return job.apply(model, path, job.load(path), replace=False)["par"]
 
-    scores, failed = score_files(files, out_dir, score, args.resume)
+        scores, failed = score_files(files, out_dir, score, args.resume)
+    else:
+        scored, failed = run_on_ray(args, job, files, out_dir, cluster)
+        scores = {image: row["par"] for image, row in scored.items()}
     try:
         rows = write_ranking(scores, out_dir, args.overwrite)
     except FileExistsError as exc:

@@ -13,7 +13,8 @@ Modes:
   fused with the global ``resize`` pass, so 1024-2048 px images keep small artifacts.
 
 Optional horizontal-flip test-time augmentation; fp16 / bf16 autocast on GPU; everything under
-``torch.inference_mode``. Images are the library's ``[B,C,H,W]`` float 0..1 (C = 1, 3 or 4).
+``torch.inference_mode``. ``detect_resized`` is the same on inputs resized beforehand (by a CPU
+worker: ``pipelines.score``). Images are the library's ``[B,C,H,W]`` float 0..1 (C = 1, 3 or 4).
 """
 
 from __future__ import annotations
@@ -187,6 +188,22 @@ def _tile_weight(th: int, tw: int, device: torch.device) -> Tensor:
     return (wy[:, None] * wx[None, :]).clamp(min=1e-3)
 
 
+def input_resample(model: nn.Module) -> str:
+    """The filter (one of ``RESAMPLES``) that brings an image to the model's 512x512 input:
+    the model's own ``input_resample``, else bicubic."""
+    return getattr(model, "input_resample", "bicubic")  # what the model was trained with
+
+
+def _options(options: DetectOptions | None, overrides: dict) -> DetectOptions:
+    """``options`` with keyword ``overrides`` of its fields, checked."""
+    if options is not None and not isinstance(options, DetectOptions):
+        raise TypeError(
+            f"detect(model, images, options): options must be DetectOptions, got {options!r}; "
+            "pass single settings as keywords, e.g. detect(model, images, mode='tiled')"
+        )
+    return pick(DetectOptions, vars(options) if options else {}, **overrides)
+
+
 def detect(
     model: nn.Module,
     images: Tensor,
@@ -204,19 +221,66 @@ def detect(
     called after each chunk and may raise to stop. Grayscale and RGBA images are converted;
     images under 32 px are padded.
     """
-    if options is not None and not isinstance(options, DetectOptions):
-        raise TypeError(
-            f"detect(model, images, options): options must be DetectOptions, got {options!r}; "
-            "pass single settings as keywords, e.g. detect(model, images, mode='tiled')"
+    opt = _options(options, overrides)
+    x = as_rgb_bchw(images)
+    resample = input_resample(model)
+
+    def resized(i: int, device: torch.device) -> Tensor:  # one image at a time at full size
+        return resize_input(x[i : i + 1].to(device), INPUT_SIZE, resample)
+
+    return _run(model, opt, x.shape[0], x.shape[-2:], resized, x, progress)
+
+
+def detect_resized(
+    model: nn.Module,
+    resized: Tensor,
+    size: tuple[int, int],
+    options: DetectOptions | None = None,
+    *,
+    full: Tensor | None = None,
+) -> Tensor:
+    """``detect`` of images whose global-pass input was made beforehand (e.g. by a CPU
+    worker, ``pipelines.score.prepare``): artifact probabilities ``[B,H,W]``, ``(H, W) =
+    size``.
+
+    ``resized`` ``[B,3,512,512]`` float 0..1 is ``resize_input(images, 512,
+    input_resample(model))``; ``full`` ``[B,3,H,W]`` (the images themselves, RGB 0..1) is
+    needed by the tiled mode only. Equals ``detect(model, images, options)`` when the resize
+    ran on the same device.
+    """
+    opt = _options(options, {})
+    b = resized.shape[0]
+    if resized.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE):
+        raise ValueError(
+            f"resized must be [B,3,{INPUT_SIZE},{INPUT_SIZE}] (resize_input's output), got "
+            f"{tuple(resized.shape)}"
         )
-    opt = pick(DetectOptions, vars(options) if options else {}, **overrides)
+    if opt.mode == "tiled" and (full is None or tuple(full.shape) != (b, 3, *size)):
+        got = None if full is None else tuple(full.shape)
+        raise ValueError(
+            f"the tiled mode needs the full images [{b},3,{size[0]},{size[1]}], got {got}; "
+            "pass full= (the images the resized batch was made from)"
+        )
+    return _run(model, opt, b, size, lambda i, dev: resized[i : i + 1].to(dev), full, progress=None)
+
+
+def _run(
+    model: nn.Module,
+    opt: DetectOptions,
+    b: int,
+    size: tuple[int, int],
+    resized: Callable[[int, torch.device], Tensor],
+    x: Tensor | None,
+    progress: Progress | None,
+) -> Tensor:
+    """``detect``'s work for ``b`` images of ``size`` ``(H, W)``: ``resized(i, device)`` is
+    image i's global-pass input ``[1,3,512,512]`` on ``device``; ``x`` ``[b,3,H,W]`` the images
+    (read by the tiled mode only)."""
     from ..cache import CACHE
 
-    x = as_rgb_bchw(images)
-    b, _, h, w = x.shape
+    h, w = size
     device = CACHE.prepare(model, lambda dev: detect_bytes(model, h, w, opt, dev))
     tile, tta = opt.tile, opt.tta
-    resample = getattr(model, "input_resample", "bicubic")  # what the model was trained with
     plans = [("global", i, None) for i in range(b)]
     if opt.mode == "tiled":
         stride = max(1, round(tile * (1 - opt.overlap)))
@@ -234,9 +298,7 @@ def detect(
         for kind in sorted({k for k, _, _ in chunk}):
             items = [(i, pos) for k, i, pos in chunk if k == kind]
             if kind == "global":
-                small = torch.cat(  # one image at a time at full size: no batch copy of them
-                    [resize_input(x[i : i + 1].to(device), INPUT_SIZE, resample) for i, _ in items]
-                )
+                small = torch.cat([resized(i, device) for i, _ in items])
                 logits = _logits(model, normalize(small), tta)
                 for (i, _), row in zip(items, logits, strict=True):
                     glob[i] = _artifact_probability(row[None], (h, w))[0].cpu()
@@ -266,7 +328,7 @@ def detect(
                     f"continuing with batch_size={per_chunk} (set a smaller batch_size to "
                     "avoid the retry)",
                     ResourceWarning,
-                    stacklevel=2,
+                    stacklevel=3,  # the caller of detect / detect_resized
                 )
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
