@@ -87,8 +87,18 @@ def node_doc(name: str, title: str, cls: type) -> str:
     return "\n".join(lines)
 
 
+I18N_SPECIAL = "{}@$|"  # vue-i18n's message syntax: the frontend fails to start on a stray one
+
+
+def i18n_text(text: str) -> str:
+    """``text`` as a vue-i18n message that shows it as it is: each of ``I18N_SPECIAL`` as a
+    literal interpolation (``{'{'}``)."""
+    return "".join(f"{{'{c}'}}" if c in I18N_SPECIAL else c for c in text)
+
+
 def node_defs_locale(pack: object) -> dict:
-    """``nodeDefs.json`` of the English locale, in the frontend's layout."""
+    """``nodeDefs.json`` of the English locale, in the frontend's layout (every text a
+    vue-i18n message: see ``i18n_text``)."""
     out = {}
     for name, cls in pack.NODE_CLASS_MAPPINGS.items():
         spec = cls.INPUT_TYPES()
@@ -96,14 +106,14 @@ def node_defs_locale(pack: object) -> dict:
         for section in ("required", "optional"):
             for key, v in spec.get(section, {}).items():
                 tip = v[1].get("tooltip") if len(v) > 1 else None
-                inputs[key] = {"name": key, **({"tooltip": tip} if tip else {})}
+                inputs[key] = {"name": key, **({"tooltip": i18n_text(tip)} if tip else {})}
         outputs = {
-            str(i): {"name": n, "tooltip": t}
+            str(i): {"name": n, "tooltip": i18n_text(t)}
             for i, (n, t) in enumerate(zip(cls.RETURN_NAMES, cls.OUTPUT_TOOLTIPS, strict=True))
         }
         out[name] = {
-            "display_name": pack.NODE_DISPLAY_NAME_MAPPINGS[name],
-            "description": cls.DESCRIPTION,
+            "display_name": i18n_text(pack.NODE_DISPLAY_NAME_MAPPINGS[name]),
+            "description": i18n_text(cls.DESCRIPTION),
             "inputs": inputs,
             "outputs": outputs,
         }

@@ -5,6 +5,12 @@ template browser serves (``example_workflows/``) and their API-format twins
     python examples/build_workflows.py          # rewrite both folders
     python examples/build_workflows.py --check  # exit 1 if a file is out of date
 
+The template browser shows a UI file's name as its title, so those files are named by their
+titles; the API twins keep short names. Each UI file is laid out for reading
+(``workflow_layout.py``), explains itself in a note and shows PAR, summaries and histories in
+Preview as Text nodes. Thumbnails (``example_workflows/NAME.jpg``) come from a real run:
+``python examples/build_thumbnails.py``.
+
 ``build(name, models="tiny")`` gives the diffusion examples wired to the harness's tiny random
 models instead of a checkpoint, at a small size, so they run on a CPU.
 """
@@ -16,6 +22,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workflow_layout import lay_out
+
 from comfyui_pal.io.workflow_check import NodeDef, node_defs
 from comfyui_pal.io.workflows import Graph, Output, dumps
 
@@ -23,6 +32,35 @@ REPO = Path(__file__).resolve().parents[1]
 UI_DIR = REPO / "example_workflows"
 API_DIR = REPO / "examples" / "api"
 SHIPPED_MODEL = "shipped/pal_lite.safetensors"
+AUTO = (0, 0)  # a node's position: workflow_layout places every node
+
+
+class AnyType(str):
+    """ComfyUI's wildcard input type ``*``: equal to every type. Stands in for a wildcard
+    in ``workflow_check`` so its link checks accept what PreviewAny takes."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str)
+
+    def __ne__(self, other: object) -> bool:
+        return not isinstance(other, str)
+
+    __hash__ = str.__hash__
+
+
+ANY = AnyType("*")
+TEXT_LINE_H, TEXT_BOX_PAD = 12, 40  # a Preview as Text line (10 px text), its box's inset
+# core nodes the examples use besides workflow_check's: both ComfyUI 0.3.75 and 0.8.0 have it
+EXTRA_CORE_NODES = {"PreviewAny": NodeDef({"required": {"source": (ANY, {})}}, ())}
+CORE_TITLES = {  # what the frontend names ComfyUI's core nodes (for the layout's widths)
+    "LoadImage": "Load Image",
+    "SaveImage": "Save Image",
+    "CheckpointLoaderSimple": "Load Checkpoint",
+    "CLIPTextEncode": "CLIP Text Encode (Prompt)",
+    "EmptyLatentImage": "Empty Latent Image",
+    "VAEDecode": "VAE Decode",
+    "PreviewAny": "Preview as Text",
+}
 
 
 def load_pack() -> object:
@@ -38,128 +76,211 @@ def load_pack() -> object:
 
 def definitions() -> dict[str, NodeDef]:
     """ComfyUI's core nodes the examples use plus every node of this pack."""
-    return node_defs(load_pack().NODE_CLASS_MAPPINGS)
+    return {**node_defs(load_pack().NODE_CLASS_MAPPINGS), **EXTRA_CORE_NODES}
+
+
+class Template(Graph):
+    """A ``Graph`` whose UI format is the template users open: nodes laid out and sized
+    (``workflow_layout``), notes rendered as markdown, outputs named as the node names them
+    and links typed by what they carry (as the frontend saves them)."""
+
+    def __init__(self, defs: dict[str, NodeDef]) -> None:
+        super().__init__(defs)
+        self.titles: dict[int, str] = {}
+        self.extra: dict[int, int] = {}  # node id -> px its text box takes
+
+    def titled(self, node: dict, title: str) -> dict:
+        """Give ``node`` the title the frontend shows instead of its type's name."""
+        self.titles[node["id"]] = title
+        return node
+
+    def show(self, output: Output, title: str, lines: int = 18) -> dict:
+        """A Preview as Text node titled ``title`` that shows ``output`` (PAR, a summary, a
+        history) once the workflow ran, in a box ``lines`` lines high."""
+        node = self.titled(self.add("PreviewAny", AUTO, source=output), title)
+        self.extra[node["id"]] = TEXT_BOX_PAD + lines * TEXT_LINE_H
+        return node
+
+    def ui(self, title: str) -> dict:
+        wf = super().ui(title)
+        pack = load_pack()
+        by_id = {n["id"]: n for n in wf["nodes"]}
+        for node in wf["nodes"]:
+            if node["type"] == "Note":
+                node.update(type="MarkdownNote", title="Read me", properties={})
+            cls = pack.NODE_CLASS_MAPPINGS.get(node["type"])
+            for out, name in zip(node["outputs"], getattr(cls, "RETURN_NAMES", ()), strict=False):
+                out["name"] = name
+            if node["id"] in self.titles:
+                node["title"] = self.titles[node["id"]]
+        for link in wf["links"]:  # a link carries its source's type (into ``*`` inputs too)
+            link[5] = self.defs[by_id[link[1]]["type"]].outputs[link[2]]
+        titles = {**CORE_TITLES, **pack.NODE_DISPLAY_NAME_MAPPINGS}
+        return lay_out(wf, self.defs, titles, self.extra)
 
 
 INPAINT_CKPT = "512-inpainting-ema.safetensors"  # SD 2 inpainting: repaints regions
 TXT2IMG_CKPT = "v1-5-pruned-emaonly-fp16.safetensors"  # ComfyUI's default: generates
 EXAMPLE_IMAGE = "astronaut.png"  # LoadImage file; the tests serve it from examples/images
 
+YOUR_IMAGE = (
+    "**Your image:** `astronaut.png` is a sample that ships with the pack, in "
+    "`custom_nodes/comfyui-pal/examples/images/` (copy it into `ComfyUI/input/` to run this "
+    "as it is). For your own, click *choose file to upload* in **Load Image**, drop an image "
+    "on it, or pick one already in `ComfyUI/input/`."
+)
+INPAINT_CHECKPOINT = (
+    "**Your checkpoint:** an inpainting model in `ComfyUI/models/checkpoints`, picked in "
+    "**Load Checkpoint**: any SD 1.5 or SDXL inpainting checkpoint (an ordinary one works "
+    "too, less well), or SD 2's `512-inpainting-ema.safetensors` that this names "
+    "(Hugging Face, stabilityai/stable-diffusion-2-inpainting). People get them from "
+    "Hugging Face or Civitai. Set `target_size` to the model's size: 512 for SD 1.5 / 2, "
+    "1024 for SDXL."
+)
+PROMPTS = (
+    "**Prompts:** the positive prompt says what the repaint should look like, the negative "
+    "what to avoid; leave them general."
+)
+
 
 def _diffusion(
-    g: Graph, models: str, x: int = 0, y: int = 300, inpaint: bool = True
+    g: Template, models: str, inpaint: bool = True
 ) -> tuple[Output, Output, Output, Output]:
     """(model, vae, positive, negative) outputs from a checkpoint or the tiny test models."""
     if models == "tiny":
-        tiny = g.add("DemoTinyModels", (x, y), {"inpaint": inpaint})
+        tiny = g.add("DemoTinyModels", AUTO, {"inpaint": inpaint})
         return (tiny, 0), (tiny, 1), (tiny, 2), (tiny, 3)
     ckpt_name = INPAINT_CKPT if inpaint else TXT2IMG_CKPT
-    ckpt = g.add("CheckpointLoaderSimple", (x, y), {"ckpt_name": ckpt_name})
-    pos = g.add(
-        "CLIPTextEncode",
-        (x + 340, y),
-        {"text": "a clean, natural, detailed photograph"},
-        clip=(ckpt, 1),
-    )
-    neg = g.add(
-        "CLIPTextEncode",
-        (x + 340, y + 280),
-        {"text": "artifacts, distorted, blurry, smeared, deformed"},
-        clip=(ckpt, 1),
-    )
+    ckpt = g.add("CheckpointLoaderSimple", AUTO, {"ckpt_name": ckpt_name})
+    positive = "a clean, natural, detailed photograph"
+    pos = g.add("CLIPTextEncode", AUTO, {"text": positive}, clip=(ckpt, 1))
+    negative = "artifacts, distorted, blurry, smeared, deformed"
+    neg = g.add("CLIPTextEncode", AUTO, {"text": negative}, clip=(ckpt, 1))
+    g.titled(pos, "Positive prompt")
+    g.titled(neg, "Negative prompt")
     return (ckpt, 0), (ckpt, 2), (pos, 0), (neg, 0)
 
 
-def _note(g: Graph, text: str) -> None:
-    """The workflow's explanation, above its first column."""
-    g.note((0, -220), text)
+def _note(g: Template, *paragraphs: str) -> None:
+    """The workflow's explanation (markdown), shown above the graph."""
+    g.note(AUTO, "\n\n".join(paragraphs))
 
 
-def _loader(g: Graph, pos: tuple[int, int]) -> Output:
-    return g.add("PALModelLoader", pos, {"model_name": SHIPPED_MODEL}), 0
+def _loader(g: Template) -> Output:
+    return g.add("PALModelLoader", AUTO, {"model_name": SHIPPED_MODEL}), 0
 
 
-def _image_and_model(g: Graph, note: str) -> tuple[Output, Output]:
-    """The usual first column: a note, the example image and the shipped PAL model."""
-    _note(g, note)
-    image = g.add("LoadImage", (0, 0), {"image": EXAMPLE_IMAGE})
-    return (image, 0), _loader(g, (0, 360))
+def _image_and_model(g: Template) -> tuple[Output, Output]:
+    """The example image and the shipped PAL model."""
+    image = g.add("LoadImage", AUTO, {"image": EXAMPLE_IMAGE})
+    return (image, 0), _loader(g)
 
 
-def detect_and_preview(g: Graph, models: str) -> None:
-    image, pal = _image_and_model(
-        g,
-        "Detect perceptual artifacts with the shipped PAL model: the preview "
-        "tints flagged pixels red, and PAR (artifact area ratio, lower is better) is in the "
-        "summary. Swap the model for an official PAL4VST checkpoint in models/pal.",
-    )
-    det = g.add("PALDetectArtifacts", (360, 0), image=image, pal_model=pal)
-    g.add("SaveImage", (720, 0), {"filename_prefix": "pal_detect"}, images=(det, 2))
-
-
-def best_of_n(g: Graph, models: str) -> None:
+def detect_and_preview(g: Template, models: str) -> None:
     _note(
         g,
-        "Best of N: generate a batch, score every image with PAL and keep the "
-        "one with the fewest artifacts (PAL Select Best). PAL Rank Batch shows them all, "
-        "best first.",
+        "## Detect and preview artifacts",
+        "PAL marks the pixels of an image that look wrong. **Load Image** -> **PAL Detect "
+        "Artifacts** -> the preview tints flagged pixels red; **PAR** (artifact area ratio: "
+        "the flagged fraction, lower is better) and the summary show on the right.",
+        YOUR_IMAGE,
+        "**Model:** nothing to download, the shipped PAL-Lite is in the pack. For real "
+        "generator artifacts (hands, broken objects) put the official PAL4VST checkpoint in "
+        "`ComfyUI/models/pal` and pick it in **PAL Model Loader**.",
+    )
+    image, pal = _image_and_model(g)
+    det = g.add("PALDetectArtifacts", AUTO, image=image, pal_model=pal)
+    g.add("SaveImage", AUTO, {"filename_prefix": "pal_detect"}, images=(det, 2))
+    g.show((det, 3), "PAR (lower is better)", lines=2)
+    g.show((det, 4), "Detection summary", lines=4)
+
+
+def best_of_n(g: Template, models: str) -> None:
+    _note(
+        g,
+        "## Best of N: keep the cleanest image",
+        "Generate four images, score each with PAL and keep the one with the fewest "
+        "artifacts (**PAL Select Best**); **PAL Rank Batch** saves all four, best first, and "
+        "the boxes on the right show their PAR (lower is better).",
+        "**Your checkpoint:** any SD 1.5 or SDXL text-to-image checkpoint in "
+        "`ComfyUI/models/checkpoints`, picked in **Load Checkpoint**. This names ComfyUI's "
+        "default, `v1-5-pruned-emaonly-fp16.safetensors` (Hugging Face, "
+        "Comfy-Org/stable-diffusion-v1-5-archive); Civitai has many more. For SDXL set "
+        "**Empty Latent Image** to 1024 x 1024.",
+        "**Prompts:** write what you want in **Positive prompt**.",
     )
     model, vae, pos, neg = _diffusion(g, models, inpaint=False)
     small = models == "tiny"
     latent = g.add(
         "EmptyLatentImage",
-        (340, 0),
+        AUTO,
         {"width": 64 if small else 512, "height": 64 if small else 512, "batch_size": 4},
     )
     ks = g.add(
         "KSampler",
-        (700, 0),
+        AUTO,
         {"seed": 7, "steps": 2 if small else 25},
         model=model,
         positive=pos,
         negative=neg,
         latent_image=(latent, 0),
     )
-    dec = g.add("VAEDecode", (1060, 0), samples=(ks, 0), vae=vae)
-    pal = _loader(g, (1060, 300))
-    best = g.add("PALSelectBest", (1420, 0), {"top_k": 1}, image=(dec, 0), pal_model=pal)
-    ranked = g.add("PALRankBatch", (1420, 360), image=(dec, 0), pal_model=pal)
-    g.add("SaveImage", (1780, 0), {"filename_prefix": "pal_best"}, images=(best, 0))
-    g.add("SaveImage", (1780, 360), {"filename_prefix": "pal_ranked"}, images=(ranked, 0))
+    dec = g.add("VAEDecode", AUTO, samples=(ks, 0), vae=vae)
+    pal = _loader(g)
+    best = g.add("PALSelectBest", AUTO, {"top_k": 1}, image=(dec, 0), pal_model=pal)
+    ranked = g.add("PALRankBatch", AUTO, image=(dec, 0), pal_model=pal)
+    g.add("SaveImage", AUTO, {"filename_prefix": "pal_best"}, images=(best, 0))
+    g.show((best, 3), "Why this one (summary)", lines=4)
+    g.add("SaveImage", AUTO, {"filename_prefix": "pal_ranked"}, images=(ranked, 0))
+    g.show((ranked, 3), "All four, best first (summary)", lines=4)
 
 
-def auto_fix_builtin(g: Graph, models: str) -> None:
-    image, pal = _image_and_model(
+def auto_fix_builtin(g: Template, models: str) -> None:
+    _note(
         g,
-        "One-node fix, no diffusion model needed: PAL Auto Fix detects "
-        "artifacts, repaints confident regions with the built-in PatchMatch inpainter, "
-        "re-detects and repeats; a change the detector does not like better is undone.",
+        "## Auto fix, no diffusion model",
+        "**PAL Auto Fix** detects artifacts, repaints the confident ones with the built-in "
+        "PatchMatch inpainter, detects again and repeats; a repaint the detector does not "
+        "like better is undone.",
+        YOUR_IMAGE,
+        "**Why a fix was kept or undone:** the history on the right, per round: PAR, then "
+        "each region's `outcome` (repainted, undone, reverted or skipped) and `reason`. "
+        "Regions across objects are skipped as *needs a diffusion model*: template 5 "
+        "repaints those with your checkpoint.",
     )
-    fix = g.add("PALAutoFix", (360, 0), image=image, pal_model=pal)
-    g.add("SaveImage", (720, 0), {"filename_prefix": "pal_fixed"}, images=(fix, 0))
+    image, pal = _image_and_model(g)
+    fix = g.add("PALAutoFix", AUTO, image=image, pal_model=pal)
+    g.add("SaveImage", AUTO, {"filename_prefix": "pal_fixed"}, images=(fix, 0))
+    g.show((fix, 2), "History: why each fix was kept or undone")
 
 
-def zoom_fix_composable(g: Graph, models: str) -> None:
-    image, pal = _image_and_model(
+def zoom_fix_composable(g: Template, models: str) -> None:
+    _note(
         g,
-        "The zoom-in fix as a graph: detect, refine the mask, crop each region "
-        "with context at the model's size, inpaint with InpaintModelConditioning + KSampler, "
-        "decode and stitch back (pixels away from the regions stay bit-exact).",
+        "## Zoom-in fix as a graph",
+        "Detect, refine the mask, crop each region with context at the model's size, "
+        "inpaint the crops (**InpaintModelConditioning** + **KSampler**), decode and stitch "
+        "them back; pixels away from the regions stay bit-exact. The boxes show PAR and "
+        "which regions were cropped, merged or skipped.",
+        YOUR_IMAGE,
+        INPAINT_CHECKPOINT,
+        PROMPTS,
     )
-    model, vae, pos, neg = _diffusion(g, models, 0, 560)
+    image, pal = _image_and_model(g)
+    model, vae, pos, neg = _diffusion(g, models)
     small = models == "tiny"
-    det = g.add("PALDetectArtifacts", (360, 0), image=image, pal_model=pal)
-    refine = g.add("PALMaskRefine", (720, 0), {"grow": 8, "fill_holes": True}, mask=(det, 1))
+    det = g.add("PALDetectArtifacts", AUTO, image=image, pal_model=pal)
+    refine = g.add("PALMaskRefine", AUTO, {"grow": 8, "fill_holes": True}, mask=(det, 1))
     crop = g.add(
         "PALCropRegions",
-        (1080, 0),
+        AUTO,
         {"target_size": 128 if small else 512},
         image=image,
         mask=(refine, 0),
     )
     cond = g.add(
         "InpaintModelConditioning",
-        (1440, 0),
+        AUTO,
         positive=pos,
         negative=neg,
         vae=vae,
@@ -168,34 +289,39 @@ def zoom_fix_composable(g: Graph, models: str) -> None:
     )
     ks = g.add(
         "KSampler",
-        (1800, 0),
+        AUTO,
         {"seed": 1, "steps": 2 if small else 25},
         model=model,
         positive=(cond, 0),
         negative=(cond, 1),
         latent_image=(cond, 2),
     )
-    dec = g.add("VAEDecode", (2160, 0), samples=(ks, 0), vae=vae)
-    stitch = g.add(
-        "PALStitchRegions", (2520, 0), original=image, stitch=(crop, 2), inpainted=(dec, 0)
-    )
-    g.add("SaveImage", (2880, 0), {"filename_prefix": "pal_zoom_graph"}, images=(stitch, 0))
+    dec = g.add("VAEDecode", AUTO, samples=(ks, 0), vae=vae)
+    stitch = g.add("PALStitchRegions", AUTO, original=image, stitch=(crop, 2), inpainted=(dec, 0))
+    g.add("SaveImage", AUTO, {"filename_prefix": "pal_zoom_graph"}, images=(stitch, 0))
+    g.show((det, 4), "Detection summary (PAR)", lines=4)
+    g.show((crop, 3), "Regions cropped, merged or skipped")
 
 
-def zoom_inpaint_diffusion(g: Graph, models: str) -> None:
-    image, pal = _image_and_model(
+def zoom_inpaint_diffusion(g: Template, models: str) -> None:
+    _note(
         g,
-        "Your inpainting checkpoint, zoomed in: PAL Zoom-In Inpaint repaints "
-        "the detected regions in one node; PAL Auto Fix with the model connected loops "
-        "detect -> inpaint -> re-detect until the image is clean.",
+        "## Zoom-in inpaint and auto fix with your checkpoint",
+        "**PAL Zoom-In Inpaint** repaints every detected region once, zoomed in. **PAL Auto "
+        "Fix** with the model connected loops detect -> inpaint -> detect until PAR reaches "
+        "`target_par`, undoing repaints that do not help; its history says why.",
+        YOUR_IMAGE,
+        INPAINT_CHECKPOINT,
+        PROMPTS,
     )
-    model, vae, pos, neg = _diffusion(g, models, 0, 560)
+    image, pal = _image_and_model(g)
+    model, vae, pos, neg = _diffusion(g, models)
     small = models == "tiny"
-    det = g.add("PALDetectArtifacts", (360, 0), image=image, pal_model=pal)
+    det = g.add("PALDetectArtifacts", AUTO, image=image, pal_model=pal)
     steps, size = (2, 128) if small else (25, 512)
     zoom = g.add(
         "PALZoomInpaint",
-        (720, 0),
+        AUTO,
         {"steps": steps, "target_size": size},
         image=image,
         model=model,
@@ -206,7 +332,7 @@ def zoom_inpaint_diffusion(g: Graph, models: str) -> None:
     )
     fix = g.add(
         "PALAutoFix",
-        (720, 600),
+        AUTO,
         {"max_iterations": 1, "steps": steps, "target_size": size},
         image=image,
         pal_model=pal,
@@ -215,27 +341,40 @@ def zoom_inpaint_diffusion(g: Graph, models: str) -> None:
         positive=pos,
         negative=neg,
     )
-    g.add("SaveImage", (1080, 0), {"filename_prefix": "pal_zoom_inpaint"}, images=(zoom, 0))
-    g.add("SaveImage", (1080, 600), {"filename_prefix": "pal_auto_fix_model"}, images=(fix, 0))
+    g.show((det, 4), "Detection summary (PAR)", lines=4)
+    g.add("SaveImage", AUTO, {"filename_prefix": "pal_zoom_inpaint"}, images=(zoom, 0))
+    g.add("SaveImage", AUTO, {"filename_prefix": "pal_auto_fix_model"}, images=(fix, 0))
+    g.show((fix, 2), "History: why each fix was kept or undone")
 
 
+# API name -> (title: the UI file's name, the template browser's title; builder)
 WORKFLOWS = {
-    "01_pal_detect_preview": ("PAL: detect and preview artifacts", detect_and_preview),
-    "02_pal_best_of_n": ("PAL: best-of-N curation", best_of_n),
-    "03_pal_auto_fix_builtin": ("PAL: one-node auto fix (built-in inpainter)", auto_fix_builtin),
-    "04_pal_zoom_fix_composable": ("PAL: composable zoom-in fix", zoom_fix_composable),
+    "01_pal_detect_preview": ("PAL 1 - Detect and preview artifacts", detect_and_preview),
+    "02_pal_best_of_n": ("PAL 2 - Best of N, keep the cleanest image", best_of_n),
+    "03_pal_auto_fix_builtin": ("PAL 3 - Auto fix, no diffusion model", auto_fix_builtin),
+    "04_pal_zoom_fix_composable": (
+        "PAL 4 - Zoom-in fix as a graph (your checkpoint)",
+        zoom_fix_composable,
+    ),
     "05_pal_zoom_inpaint_diffusion": (
-        "PAL: zoom-in inpaint with your model",
+        "PAL 5 - Zoom-in inpaint and auto fix (your checkpoint)",
         zoom_inpaint_diffusion,
     ),
 }
 
 
-def build(name: str, models: str = "checkpoint", defs: dict[str, NodeDef] | None = None) -> Graph:
+def build(
+    name: str, models: str = "checkpoint", defs: dict[str, NodeDef] | None = None
+) -> Template:
     """The workflow ``name`` of ``WORKFLOWS``; ``models="tiny"`` wires the harness's models."""
-    g = Graph(defs or definitions())
+    g = Template(defs or definitions())
     WORKFLOWS[name][1](g, models)
     return g
+
+
+def ui_path(name: str) -> Path:
+    """The template file of the workflow ``name`` (named by its title)."""
+    return UI_DIR / f"{WORKFLOWS[name][0]}.json"
 
 
 def files(defs: dict[str, NodeDef] | None = None) -> dict[Path, str]:
@@ -244,7 +383,7 @@ def files(defs: dict[str, NodeDef] | None = None) -> dict[Path, str]:
     out = {}
     for name, (title, _) in WORKFLOWS.items():
         g = build(name, defs=defs)
-        out[UI_DIR / f"{name}.json"] = dumps(g.ui(title))
+        out[ui_path(name)] = dumps(g.ui(title))
         out[API_DIR / f"{name}.json"] = dumps(g.api())
     return out
 
@@ -265,10 +404,22 @@ def write_or_check(files: dict[Path, str], check: bool) -> int:
     return 1 if stale and check else 0
 
 
+def stale_files(current: dict[Path, str]) -> list[Path]:
+    """Workflow files in the example folders that the builder no longer writes."""
+    found = [*UI_DIR.glob("*.json"), *API_DIR.glob("*.json")]
+    return sorted(p for p in found if p not in current)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only check the files are current")
-    return write_or_check(files(), ap.parse_args().check)
+    check = ap.parse_args().check
+    current = files()
+    for path in stale_files(current):
+        print(("left over: " if check else "removed ") + str(path.relative_to(REPO)))
+        if not check:
+            path.unlink()
+    return write_or_check(current, check) or int(check and bool(stale_files(current)))
 
 
 if __name__ == "__main__":

@@ -127,6 +127,7 @@ def core_nodes(image_dir, saved: list) -> dict:
         ),
         "SaveImage": lambda images, filename_prefix: saved.append((filename_prefix, images)) or (),
         "PreviewImage": lambda images: saved.append(("preview", images)) or (),
+        "PreviewAny": lambda source: {"ui": {"text": (str(source),)}},
         "CheckpointLoaderSimple": lambda ckpt_name: ("MODEL", "CLIP", FakeVAE()),
         "CLIPTextEncode": lambda text, clip: ([[text, {}]],),
         "EmptyLatentImage": lambda width, height, batch_size: (

@@ -27,7 +27,7 @@ def _published() -> list[str]:
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+    ).stdout.splitlines()  # fmt: skip
     patterns = [
         line.strip()
         for line in (REPO / ".comfyignore").read_text().splitlines()
@@ -42,7 +42,8 @@ def _published() -> list[str]:
                 return True
         return False
 
-    return [f for f in files if not ignored(f)]
+    # a file deleted but not yet committed is still listed: only what is there is packed
+    return [f for f in files if not ignored(f) and (REPO / f).is_file()]
 
 
 def test_the_registry_metadata_is_complete():
@@ -55,8 +56,9 @@ def test_the_registry_metadata_is_complete():
 
 def test_the_archive_holds_the_pack_and_not_the_development_files():
     files = _published()
+    template = "example_workflows/PAL 1 - Detect and preview artifacts"  # names hold spaces
     for needed in ("__init__.py", "nodes/__init__.py", "comfyui_pal/__init__.py",
-                   "weights/pal_lite.safetensors", "example_workflows/01_pal_detect_preview.json",
+                   "weights/pal_lite.safetensors", f"{template}.json", f"{template}.jpg",
                    "pyproject.toml", "LICENSE", "README.md"):  # fmt: skip
         assert needed in files, needed
     assert not [f for f in files if f.startswith(("tests/", "benchmarks/", ".ci/", ".github/"))]
@@ -77,7 +79,7 @@ def test_comfy_node_pack_makes_an_archive_of_the_pack_that_imports(tmp_path):
     for name in subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split():  # fmt: skip
+    ).stdout.splitlines():  # fmt: skip
         if (REPO / name).is_file():
             (tree / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, tree / name)

@@ -21,28 +21,39 @@ def run_api(workflow: dict, mappings: dict, core: dict) -> dict:
     """Execute an API-format workflow depth first; returns each node's outputs.
 
     Like ComfyUI's executor, everything runs under ``torch.inference_mode()``: tensors the
-    nodes receive are inference tensors (no version counter, no autograd).
+    nodes receive are inference tensors (no version counter, no autograd). A node fed a list
+    output (``OUTPUT_IS_LIST``) runs once per item, as in ComfyUI; its result is the list of
+    those runs (only output nodes may take one: nothing reads such a result here).
     """
     results: dict = {}
+    fanned: set[str] = set()
 
     def run(nid: str):
         if nid in results:
             return results[nid]
         node = workflow[nid]
-        kwargs = {}
+        kwargs, items = {}, {}
         for name, value in node["inputs"].items():
             if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
                 src_cls = mappings.get(workflow[value[0]]["class_type"])
                 lists = getattr(src_cls, "OUTPUT_IS_LIST", ())
-                assert not (lists and lists[value[1]]), "list outputs fan out in ComfyUI"
-                kwargs[name] = run(value[0])[value[1]]
+                out = run(value[0])
+                assert value[0] not in fanned, "a node run once per item feeds another"
+                if lists and lists[value[1]]:
+                    items[name] = out[value[1]]
+                else:
+                    kwargs[name] = out[value[1]]
             else:
                 kwargs[name] = value
         cls = mappings.get(node["class_type"])
-        if cls is not None:
-            results[nid] = getattr(cls(), cls.FUNCTION)(**kwargs)
+        call = getattr(cls(), cls.FUNCTION) if cls is not None else core[node["class_type"]]
+        if items:
+            fanned.add(nid)
+            n = max(len(v) for v in items.values())
+            each = [{k: v[min(i, len(v) - 1)] for k, v in items.items()} for i in range(n)]
+            results[nid] = [call(**kwargs, **one) for one in each]
         else:
-            results[nid] = core[node["class_type"]](**kwargs)
+            results[nid] = call(**kwargs)
         return results[nid]
 
     with torch.inference_mode():
@@ -64,7 +75,11 @@ def stand_in(monkeypatch):
 def test_every_api_example_runs_through_the_pack_nodes(path, stand_in):
     pack, core, saved, log = stand_in
     workflow = json.loads(path.read_text())
-    run_api(workflow, pack.NODE_CLASS_MAPPINGS, core)
+    results = run_api(workflow, pack.NODE_CLASS_MAPPINGS, core)
+    for nid, node in workflow.items():
+        if node["class_type"] == "PreviewAny":  # PAR, a summary or a history, shown
+            runs = results[nid] if isinstance(results[nid], list) else [results[nid]]
+            assert all(r["ui"]["text"][0] for r in runs), nid
     saves = [n for n in workflow.values() if n["class_type"] == "SaveImage"]
     assert len(saved) == len(saves) and all(img.dim() == 4 for _, img in saved)
     source = load_image(IMAGES / "astronaut.png").permute(0, 2, 3, 1)

@@ -44,8 +44,46 @@ def test_the_committed_examples_are_what_the_builder_writes(defs):
 def test_every_ui_example_is_valid_and_explains_itself(path, defs):
     wf = json.loads(path.read_text())
     assert validate_ui(wf, defs) == []
-    notes = [n for n in wf["nodes"] if n["type"] == "Note"]
+    notes = [n for n in wf["nodes"] if n["type"] == "MarkdownNote"]
     assert notes and len(notes[0]["widgets_values"][0]) > 40
+    assert wf["extra"]["info"]["name"] == path.stem  # the template browser's title
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_every_ui_example_has_a_small_jpeg_thumbnail(path):
+    """The template browser shows NAME.jpg beside NAME.json (examples/build_thumbnails.py)."""
+    thumb = path.with_name(f"{path.stem}.jpg")
+    assert thumb.exists(), f"no {thumb.name}: run python examples/build_thumbnails.py"
+    assert thumb.read_bytes()[:3] == b"\xff\xd8\xff" and thumb.stat().st_size <= 60_000
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_every_ui_example_reads_left_to_right_without_overlaps(path):
+    wf = json.loads(path.read_text())
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    for _, src, _, dst, _, _ in wf["links"]:
+        assert nodes[src]["pos"][0] + nodes[src]["size"][0] < nodes[dst]["pos"][0]
+    boxes = [(*n["pos"], *n["size"]) for n in wf["nodes"]]
+    for i, (ax, ay, aw, ah) in enumerate(boxes):
+        for bx, by, bw, bh in boxes[i + 1 :]:  # a title bar (30 px) sits above each pos
+            assert not (ax < bx + bw and bx < ax + aw and ay - 30 < by + bh and by - 30 < ay + ah)
+    assert wf["extra"]["ds"]["scale"] >= 1.0  # the view opens where text is readable
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_every_text_output_a_ui_example_computes_is_shown(path, defs):
+    """PAR, summaries, histories and reports go to a Preview as Text: the user sees why a
+    fix was kept or undone."""
+    wf = json.loads(path.read_text())
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    shown = {
+        (src, slot) for _, src, slot, dst, _, _ in wf["links"] if nodes[dst]["type"] == "PreviewAny"
+    }
+    for node in wf["nodes"]:
+        if node["type"] in build_workflows.load_pack().NODE_CLASS_MAPPINGS:
+            for slot, out in enumerate(node["outputs"]):
+                if out["type"] == "STRING":
+                    assert (node["id"], slot) in shown, (node["type"], out["name"])
 
 
 @pytest.mark.parametrize("path", API, ids=lambda p: p.stem)
@@ -61,7 +99,7 @@ def test_the_tiny_model_variants_for_the_harness_are_valid(name, defs):
 
 
 def test_the_checks_catch_broken_workflows(defs):
-    wf = json.loads((REPO / "example_workflows" / "04_pal_zoom_fix_composable.json").read_text())
+    wf = json.loads(build_workflows.ui_path("04_pal_zoom_fix_composable").read_text())
     bad = copy.deepcopy(wf)
     bad["links"][0][5] = "LATENT"  # a link whose type matches neither end
     assert any("is not LATENT" in p for p in validate_ui(bad, defs))
