@@ -199,9 +199,10 @@ def best_of_n(g: Template, models: str) -> None:
     _note(
         g,
         "## Best of N: keep the cleanest image",
-        "Generate four images, score each with PAL and keep the one with the fewest "
-        "artifacts (**PAL Select Best**); **PAL Rank Batch** saves all four, best first, and "
-        "the boxes on the right show their PAR (lower is better).",
+        "Generate four images, detect artifacts once (**PAL Detect Artifacts**) and keep the "
+        "one with the fewest (**PAL Select Best**); **PAL Rank Batch** saves all four, best "
+        "first, from the same detection, and the boxes on the right show their PAR (lower is "
+        "better).",
         "**Your checkpoint:** any SD 1.5 or SDXL text-to-image checkpoint in "
         "`ComfyUI/models/checkpoints`, picked in **Load Checkpoint**. This names ComfyUI's "
         "default, `v1-5-pruned-emaonly-fp16.safetensors` (Hugging Face, "
@@ -227,8 +228,11 @@ def best_of_n(g: Template, models: str) -> None:
     )
     dec = g.add("VAEDecode", AUTO, samples=(ks, 0), vae=vae)
     pal = _loader(g)
-    best = g.add("PALSelectBest", AUTO, {"top_k": 1}, image=(dec, 0), pal_model=pal)
-    ranked = g.add("PALRankBatch", AUTO, image=(dec, 0), pal_model=pal)
+    det = g.add("PALDetectArtifacts", AUTO, image=(dec, 0), pal_model=pal)  # one detection,
+    probs = (det, 0)  # shared by both curate nodes (neither detects the batch again)
+    g.show((det, 4), "PAR of each image (summary)", lines=4)
+    best = g.add("PALSelectBest", AUTO, {"top_k": 1}, image=(dec, 0), probability=probs)
+    ranked = g.add("PALRankBatch", AUTO, image=(dec, 0), probability=probs)
     g.add("SaveImage", AUTO, {"filename_prefix": "pal_best"}, images=(best, 0))
     g.show((best, 3), "Why this one (summary)", lines=4)
     g.add("SaveImage", AUTO, {"filename_prefix": "pal_ranked"}, images=(ranked, 0))

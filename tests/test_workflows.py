@@ -163,3 +163,13 @@ def test_unknown_node_types_and_input_names_are_refused():
         g.add("NoSuchNode", (0, 0))
     with pytest.raises(ValueError, match=r"no inputs named \['stpes'\]"):
         g.add("KSampler", (0, 0), {"stpes": 3})
+
+
+def test_best_of_n_detects_the_batch_once_for_both_curate_nodes():
+    api = json.loads((REPO / "examples" / "api" / "02_pal_best_of_n.json").read_text())
+    detects = [k for k, n in api.items() if n["class_type"] == "PALDetectArtifacts"]
+    curate = [n for n in api.values() if n["class_type"] in ("PALSelectBest", "PALRankBatch")]
+    assert len(detects) == 1 and len(curate) == 2
+    for node in curate:  # the shared probability, and no model to detect again with
+        assert node["inputs"]["probability"] == [detects[0], 0]
+        assert "pal_model" not in node["inputs"]
