@@ -7,6 +7,10 @@ ComfyUI's frontend shows ``WEB_DIRECTORY/docs/<NodeName>.md`` in the node's help
 reads ``locales/<lang>/nodeDefs.json`` (display names, descriptions, input / output names and
 tooltips). Both come from each node's DESCRIPTION, INPUT_TYPES, RETURN_NAMES and
 OUTPUT_TOOLTIPS, and the docs list the templates that use the node, so they cannot drift.
+A node with image inputs or outputs shows a picture of them (``web/docs/images/<Node>.jpg``,
+written by ``examples/build_node_pictures.py``), linked relatively: the frontend rewrites a
+relative image ``src`` against the page's folder, ``/extensions/<pack folder>/docs/``
+(``renderMarkdownToHtml(text, getNodeHelpBaseUrl(node))`` in comfyui-frontend-package).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_node_pictures import PICTURES, picture_path
 from build_workflows import REPO, load_pack, write_or_check
 
 DOCS_DIR = REPO / "web" / "docs"
@@ -66,7 +71,11 @@ def templates_using(name: str) -> list[str]:
 def node_doc(name: str, title: str, cls: type) -> str:
     """The markdown help page of one node."""
     spec = cls.INPUT_TYPES()
-    lines = [f"# {title}", "", cls.DESCRIPTION, "", "## Inputs", ""]
+    lines = [f"# {title}", "", cls.DESCRIPTION, ""]
+    if name in PICTURES:
+        link = picture_path(name).relative_to(DOCS_DIR).as_posix()
+        lines += [f"![{title}: inputs and outputs on the example image]({link})", ""]
+    lines += ["## Inputs", ""]
     lines += ["| input | type | values | what it is |", "|---|---|---|---|"]
     for section in ("required", "optional"):
         for key, value in spec.get(section, {}).items():

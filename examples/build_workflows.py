@@ -50,8 +50,33 @@ class AnyType(str):
 
 ANY = AnyType("*")
 TEXT_LINE_H, TEXT_BOX_PAD = 12, 40  # a Preview as Text line (10 px text), its box's inset
-# core nodes the examples use besides workflow_check's: both ComfyUI 0.3.75 and 0.8.0 have it
-EXTRA_CORE_NODES = {"PreviewAny": NodeDef({"required": {"source": (ANY, {})}}, ())}
+# core nodes the examples use besides workflow_check's (comfy_extras: both ComfyUI 0.3.75 and
+# 0.8.0 have them, with these inputs)
+MASK_OPERATIONS = ["multiply", "add", "subtract", "and", "or", "xor"]
+EXTRA_CORE_NODES = {
+    "PreviewAny": NodeDef({"required": {"source": (ANY, {})}}, ()),
+    "MaskComposite": NodeDef(
+        {
+            "required": {
+                "destination": ("MASK",),
+                "source": ("MASK",),
+                "x": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 1}),
+                "y": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 1}),
+                "operation": (MASK_OPERATIONS,),
+            }
+        },
+        ("MASK",),
+    ),
+    "DifferentialDiffusion": NodeDef(
+        {
+            "required": {"model": ("MODEL",)},
+            "optional": {
+                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})
+            },
+        },
+        ("MODEL",),
+    ),
+}
 CORE_TITLES = {  # what the frontend names ComfyUI's core nodes (for the layout's widths)
     "LoadImage": "Load Image",
     "SaveImage": "Save Image",
@@ -60,6 +85,7 @@ CORE_TITLES = {  # what the frontend names ComfyUI's core nodes (for the layout'
     "EmptyLatentImage": "Empty Latent Image",
     "VAEDecode": "VAE Decode",
     "PreviewAny": "Preview as Text",
+    "DifferentialDiffusion": "Differential Diffusion",
 }
 
 
@@ -258,29 +284,20 @@ def auto_fix_builtin(g: Template, models: str) -> None:
     g.show((fix, 2), "History: why each fix was kept or undone")
 
 
-def zoom_fix_composable(g: Template, models: str) -> None:
-    _note(
-        g,
-        "## Zoom-in fix as a graph",
-        "Detect, refine the mask, crop each region with context at the model's size, "
-        "inpaint the crops (**InpaintModelConditioning** + **KSampler**), decode and stitch "
-        "them back; pixels away from the regions stay bit-exact. The boxes show PAR and "
-        "which regions were cropped, merged or skipped.",
-        YOUR_IMAGE,
-        INPAINT_CHECKPOINT,
-        PROMPTS,
-    )
-    image, pal = _image_and_model(g)
-    model, vae, pos, neg = _diffusion(g, models)
-    small = models == "tiny"
-    det = g.add("PALDetectArtifacts", AUTO, image=image, pal_model=pal)
-    refine = g.add("PALMaskRefine", AUTO, {"grow": 8, "fill_holes": True}, mask=(det, 1))
+def _crop_repaint_stitch(
+    g: Template,
+    image: Output,
+    mask: Output,
+    sampling: tuple[Output, Output, Output, Output],
+    small: bool,
+    prefix: str,
+) -> None:
+    """The zoom-in repaint chain: crop ``mask``'s regions of ``image`` with context, inpaint
+    the crops (InpaintModelConditioning + KSampler on ``sampling`` = model, vae, positive,
+    negative), decode, stitch back and save as ``prefix``; the crop report is shown."""
+    model, vae, pos, neg = sampling
     crop = g.add(
-        "PALCropRegions",
-        AUTO,
-        {"target_size": 128 if small else 512},
-        image=image,
-        mask=(refine, 0),
+        "PALCropRegions", AUTO, {"target_size": 128 if small else 512}, image=image, mask=mask
     )
     cond = g.add(
         "InpaintModelConditioning",
@@ -302,9 +319,29 @@ def zoom_fix_composable(g: Template, models: str) -> None:
     )
     dec = g.add("VAEDecode", AUTO, samples=(ks, 0), vae=vae)
     stitch = g.add("PALStitchRegions", AUTO, original=image, stitch=(crop, 2), inpainted=(dec, 0))
-    g.add("SaveImage", AUTO, {"filename_prefix": "pal_zoom_graph"}, images=(stitch, 0))
-    g.show((det, 4), "Detection summary (PAR)", lines=4)
+    g.add("SaveImage", AUTO, {"filename_prefix": prefix}, images=(stitch, 0))
     g.show((crop, 3), "Regions cropped, merged or skipped")
+
+
+def zoom_fix_composable(g: Template, models: str) -> None:
+    _note(
+        g,
+        "## Zoom-in fix as a graph",
+        "Detect, refine the mask, crop each region with context at the model's size, "
+        "inpaint the crops (**InpaintModelConditioning** + **KSampler**), decode and stitch "
+        "them back; pixels away from the regions stay bit-exact. The boxes show PAR and "
+        "which regions were cropped, merged or skipped.",
+        YOUR_IMAGE,
+        INPAINT_CHECKPOINT,
+        PROMPTS,
+    )
+    image, pal = _image_and_model(g)
+    model, vae, pos, neg = _diffusion(g, models)
+    small = models == "tiny"
+    det = g.add("PALDetectArtifacts", AUTO, image=image, pal_model=pal)
+    refine = g.add("PALMaskRefine", AUTO, {"grow": 8, "fill_holes": True}, mask=(det, 1))
+    _crop_repaint_stitch(g, image, (refine, 0), (model, vae, pos, neg), small, "pal_zoom_graph")
+    g.show((det, 4), "Detection summary (PAR)", lines=4)
 
 
 def zoom_inpaint_diffusion(g: Template, models: str) -> None:
@@ -352,6 +389,37 @@ def zoom_inpaint_diffusion(g: Template, models: str) -> None:
 
 
 # API name -> (title: the UI file's name, the template browser's title; builder)
+def soft_repaint_differential(g: Template, models: str) -> None:
+    _note(
+        g,
+        "## Soft repaint with Differential Diffusion",
+        "PAL's probability is a per-pixel strength: inside each (grown) artifact region it is "
+        "kept as it is (**MaskComposite** multiply), so **Differential Diffusion** repaints "
+        "pixels the detector is sure of fully and the doubtful ones only a little. Each region "
+        "is cropped with context, repainted at the model's size and stitched back; pixels away "
+        "from the regions stay bit-exact.",
+        YOUR_IMAGE,
+        INPAINT_CHECKPOINT,
+        PROMPTS,
+    )
+    image, pal = _image_and_model(g)
+    model, vae, pos, neg = _diffusion(g, models)
+    small = models == "tiny"
+    det = g.add("PALDetectArtifacts", AUTO, image=image, pal_model=pal)
+    refine = g.add("PALMaskRefine", AUTO, {"grow": 16, "fill_holes": True}, mask=(det, 1))
+    soft = g.add(
+        "MaskComposite",
+        AUTO,
+        {"operation": "multiply"},
+        destination=(det, 0),
+        source=(refine, 0),
+    )
+    diff = g.add("DifferentialDiffusion", AUTO, model=model)
+    sampling = ((diff, 0), vae, pos, neg)
+    _crop_repaint_stitch(g, image, (soft, 0), sampling, small, "pal_soft_repaint")
+    g.show((det, 4), "Detection summary (PAR)", lines=4)
+
+
 WORKFLOWS = {
     "01_pal_detect_preview": ("PAL 1 - Detect and preview artifacts", detect_and_preview),
     "02_pal_best_of_n": ("PAL 2 - Best of N, keep the cleanest image", best_of_n),
@@ -363,6 +431,10 @@ WORKFLOWS = {
     "05_pal_zoom_inpaint_diffusion": (
         "PAL 5 - Zoom-in inpaint and auto fix (your checkpoint)",
         zoom_inpaint_diffusion,
+    ),
+    "06_pal_soft_repaint_differential": (
+        "PAL 6 - Soft repaint with Differential Diffusion (your checkpoint)",
+        soft_repaint_differential,
     ),
 }
 

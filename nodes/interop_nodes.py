@@ -32,6 +32,22 @@ SEG = namedtuple(
 )  # fmt: skip
 LABEL = "artifact"
 
+DROP_SIZE = (
+    "INT",
+    {
+        "default": 16,
+        "min": 1,
+        "max": 2**20,
+        "tooltip": "Regions smaller than this many pixels are dropped.",
+    },
+)
+
+
+def _dilation(default: int) -> tuple:
+    """The ``dilation`` widget of the region nodes, starting at ``default`` px."""
+    tip = "Grow (or shrink, < 0) each region by this many pixels."
+    return ("INT", {"default": default, "min": -512, "max": 512, "tooltip": tip})
+
 
 def to_segs(image: torch.Tensor | None, probs: torch.Tensor, label: str = LABEL, **kw) -> tuple:
     """SEGS of one image: ``probs`` ``[H,W]``, ``image`` IMAGE ``[1,H,W,C]`` (crops) or None;
@@ -73,15 +89,7 @@ class PALArtifactsToSEGS:
                 "image": ("IMAGE", {"tooltip": "The image the probability was detected on."}),
                 "probability": ("MASK", {"tooltip": "PAL Detect Artifacts' probability."}),
                 **threshold_input("Probability above which a pixel is an artifact."),
-                "dilation": (
-                    "INT",
-                    {
-                        "default": 8,
-                        "min": -512,
-                        "max": 512,
-                        "tooltip": "Grow (or shrink, < 0) each region by this many pixels.",
-                    },
-                ),
+                "dilation": _dilation(8),
                 "crop_factor": (
                     "FLOAT",
                     {
@@ -92,15 +100,7 @@ class PALArtifactsToSEGS:
                         "tooltip": "Context crop around each region, times its box size.",
                     },
                 ),
-                "drop_size": (
-                    "INT",
-                    {
-                        "default": 16,
-                        "min": 1,
-                        "max": 2**20,
-                        "tooltip": "Regions smaller than this many pixels are dropped.",
-                    },
-                ),
+                "drop_size": DROP_SIZE,
                 "label": ("STRING", {"default": LABEL, "tooltip": "Label of every segment."}),
             }
         }
@@ -198,24 +198,8 @@ class PALArtifactBoxes:
             "required": {
                 "probability": ("MASK", {"tooltip": "PAL Detect Artifacts' probability."}),
                 **threshold_input("Probability above which a pixel is an artifact."),
-                "dilation": (
-                    "INT",
-                    {
-                        "default": 0,
-                        "min": -512,
-                        "max": 512,
-                        "tooltip": "Grow (or shrink, < 0) each region by this many pixels first.",
-                    },
-                ),
-                "drop_size": (
-                    "INT",
-                    {
-                        "default": 16,
-                        "min": 1,
-                        "max": 2**20,
-                        "tooltip": "Regions smaller than this many pixels are dropped.",
-                    },
-                ),
+                "dilation": _dilation(0),
+                "drop_size": DROP_SIZE,
                 "label": ("STRING", {"default": LABEL, "tooltip": "Label of every box."}),
             }
         }

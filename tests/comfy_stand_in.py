@@ -134,6 +134,10 @@ def core_nodes(image_dir, saved: list) -> dict:
             {"samples": torch.zeros(batch_size, 4, height // 8, width // 8)},
         ),
         "KSampler": sampler,
+        "MaskComposite": lambda destination, source, x, y, operation: (
+            _composite(destination, source, x, y, operation),
+        ),
+        "DifferentialDiffusion": lambda model, strength=1.0: (model,),  # a sampler matter
         "VAEDecode": lambda samples, vae: (vae.decode(samples["samples"]),),
         "InpaintModelConditioning": lambda positive, negative, vae, pixels, mask, noise_mask: (
             sys.modules["nodes"]
@@ -141,3 +145,10 @@ def core_nodes(image_dir, saved: list) -> dict:
             .encode(positive, negative, pixels, vae, mask, noise_mask)
         ),
     }
+
+
+def _composite(destination, source, x, y, operation):
+    """ComfyUI's MaskComposite for the operations the examples use (multiply at 0, 0)."""
+    if operation != "multiply" or x or y:
+        raise NotImplementedError(f"stand-in MaskComposite: {operation} at {x}, {y}")
+    return destination * source

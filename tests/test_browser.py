@@ -7,7 +7,8 @@ test_real_comfy.py, Playwright is installed and Chromium is at ``CHROMIUM``, def
 Every template opens from the template browser with its thumbnail, without a missing-node
 dialog or an error from the pack, keeps every widget value, shows its nodes at the saved
 sizes without overlaps and opens at a readable zoom; templates 1 and 3 run from the Run button
-and show their image and text. Screenshots land in the test's temporary folder (the path is
+and show their image and text; a node's help panel (the selection toolbox's info button)
+shows its page with its picture. Screenshots land in the test's temporary folder (the path is
 printed at the end).
 """
 
@@ -322,3 +323,40 @@ def test_a_template_runs_from_the_run_button_and_shows_its_image_and_text(fronte
     ui.page.wait_for_timeout(300)
     ui.shot(f"{name}_ran_text")
     assert ui.pack_errors() == []
+
+
+SELECT = """(type) => { const n = app.graph._nodes.find(n => n.type === type);
+  app.canvas.centerOnNode(n); app.canvas.deselectAll(); app.canvas.selectNode(n);
+  app.canvas.setDirty(true, true); return n.id; }"""
+
+HELP_PICTURE = """(name) => Array.from(document.querySelectorAll('.node-help-content img'))
+  .filter(i => i.getAttribute('src').endsWith(`/docs/images/${name}.jpg`))
+  .map(i => ({src: i.getAttribute('src'), loaded: i.complete && i.naturalWidth > 0,
+              width: i.naturalWidth}))"""
+
+
+def test_a_node_help_panel_shows_its_page_with_its_picture(frontend):
+    """Select PAL Detect Artifacts, click the selection toolbox's info button: the help
+    panel shows the node's page, whose relative picture link the frontend serves from
+    /extensions/<pack folder>/docs/images/."""
+    ui = frontend
+    name = "PALDetectArtifacts"
+    _close_dialogs(ui)
+    ui.errors.clear()
+    ui.js(OPEN_TEMPLATE, TEMPLATES[0])
+    ui.page.wait_for_timeout(500)
+    ui.js(SELECT, name)
+    info = ui.page.locator("[data-testid=info-button]").first
+    info.wait_for(state="visible", timeout=10_000)
+    info.click()
+    ui.page.get_by_text("Find perceptual artifacts").first.wait_for(timeout=15_000)
+    ui.page.wait_for_function(
+        f"(name) => ({HELP_PICTURE})(name).some(p => p.loaded)", arg=name, timeout=15_000
+    )
+    shown = ui.js(HELP_PICTURE, name)
+    assert shown[0]["src"] == f"/extensions/{PACK}/docs/images/{name}.jpg", shown
+    assert shown[0]["width"] == 640, shown
+    ui.page.locator(".node-help-content img").first.scroll_into_view_if_needed()
+    ui.shot("help_panel_detect_artifacts")
+    locale_first = f"/docs/{name}/en.md"  # the frontend tries a page per locale first (404)
+    assert [e for e in ui.pack_errors() if locale_first not in e] == []
