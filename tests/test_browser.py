@@ -252,6 +252,27 @@ def test_the_template_browser_shows_every_template_with_its_thumbnail_and_opens_
     assert ui.pack_errors() == []
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("PAL", TEMPLATES),
+        ("artifact", [t for t in TEMPLATES if "artifact" in t.lower()]),
+        ("fix", [t for t in TEMPLATES if "fix" in t.lower()]),
+    ],
+)
+def test_searching_the_template_browser_finds_the_templates(frontend, query, expected):
+    ui = frontend
+    _close_dialogs(ui)
+    _open_template_browser(ui)
+    box = ui.page.locator("[role=dialog] input[placeholder^='Search']").first
+    box.fill(query)
+    assert expected
+    for title in expected:  # what a user typing the word sees among the cards
+        ui.page.get_by_text(title, exact=True).first.wait_for(timeout=10_000)
+    ui.shot(f"template_search_{query}")
+    _close_dialogs(ui)
+
+
 @pytest.mark.parametrize("title", TEMPLATES)
 def test_a_template_opens_whole_readable_and_without_overlaps(frontend, title):
     ui = frontend
