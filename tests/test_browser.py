@@ -381,3 +381,24 @@ def test_a_node_help_panel_shows_its_page_with_its_picture(frontend):
     ui.shot("help_panel_detect_artifacts")
     locale_first = f"/docs/{name}/en.md"  # the frontend tries a page per locale first (404)
     assert [e for e in ui.pack_errors() if locale_first not in e] == []
+
+
+def test_a_new_pal_node_starts_with_a_fixed_seed(frontend):
+    """web/js/fixed_seeds.js: PAL Auto Fix and PAL Zoom-In Inpaint added to the graph keep
+    their seed (ComfyUI's own nodes start at 'randomize')."""
+    ui = frontend
+    _close_dialogs(ui)
+    ui.errors.clear()
+    modes = ui.js(
+        """(types) => types.map(t => {
+            const node = LiteGraph.createNode(t);
+            app.graph.add(node);
+            const w = (node.widgets || []).find(w => w.name === "control_after_generate");
+            const mode = w ? w.value : null;
+            app.graph.remove(node);
+            return mode;
+        })""",
+        ["PALAutoFix", "PALZoomInpaint", "KSampler"],
+    )
+    assert modes == ["fixed", "fixed", "randomize"], modes
+    assert ui.pack_errors() == []
