@@ -23,6 +23,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_thumbnails import corner_label
 from build_workflows import REPO, SHIPPED_MODEL, load_pack
 
 from comfyui_pal.core.layout import bchw_to_image, image_to_bchw
@@ -242,13 +243,7 @@ def _pars_label(names: list[str], pars: list[float], index: list[int], k: int) -
 
 
 def _labelled(im: Image.Image, text: str) -> Image.Image:
-    im = im.copy()
-    draw = ImageDraw.Draw(im)
-    font = ImageFont.load_default(size=22)
-    _, _, x1, y1 = draw.textbbox((8, 6), text, font=font)
-    draw.rectangle((0, 0, x1 + 8, y1 + 6), fill=(20, 20, 20))
-    draw.text((8, 6), text, fill=(240, 240, 240), font=font)
-    return im
+    return corner_label(im.copy(), text, 22, (8, 6))
 
 
 def rank_batch(r: Run) -> list[Panel]:

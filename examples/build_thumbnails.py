@@ -116,13 +116,17 @@ def ranking_sheet(client: Client) -> Image.Image:
     return grid([_tile(im, label) for im, label in zip(ranked, labels, strict=True)])
 
 
-def _label(tile: Image.Image, text: str) -> Image.Image:
-    """``tile`` with ``text`` on a dark strip in its top-left corner."""
+def corner_label(
+    tile: Image.Image, text: str, size: int = 14, inset: tuple[int, int] = (6, 4)
+) -> Image.Image:
+    """``tile`` (drawn on) with ``text`` in a ``size`` px font on a dark strip in its top-left
+    corner, ``inset`` px (x, y) from its edges."""
     draw = ImageDraw.Draw(tile)
-    font = ImageFont.load_default(size=14)
-    _, _, x1, y1 = draw.textbbox((6, 4), text, font=font)
-    draw.rectangle((0, 0, x1 + 6, y1 + 4), fill=(20, 20, 20))
-    draw.text((6, 4), text, fill=(240, 240, 240), font=font)
+    font = ImageFont.load_default(size=size)
+    dx, dy = inset
+    _, _, x1, y1 = draw.textbbox((dx, dy), text, font=font)
+    draw.rectangle((0, 0, x1 + dx, y1 + dy), fill=(20, 20, 20))
+    draw.text((dx, dy), text, fill=(240, 240, 240), font=font)
     return tile
 
 
@@ -131,7 +135,7 @@ def _tile(
 ) -> Image.Image:
     half = SIDE // 2
     part = image.crop(box) if box else image
-    return _label(part.resize((half, half), Image.LANCZOS), text)
+    return corner_label(part.resize((half, half), Image.LANCZOS), text)
 
 
 def changed_box(before: Image.Image, after: Image.Image, fraction: float = 0.4) -> tuple:

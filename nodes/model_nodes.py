@@ -199,8 +199,8 @@ class PALModelLoader:
         return f"{model_name}:{st.st_size}:{st.st_mtime_ns}:{device}:{precision}"
 
     def load(self, model_name, device, precision):
-        path = fetch_official(model_name) if model_name in DOWNLOAD_CHOICES else None
-        path = path or resolve_model(model_name)
+        fetch = model_name in DOWNLOAD_CHOICES
+        path = fetch_official(model_name) if fetch else resolve_model(model_name)
         check_device(device)
         dev = None if device == "auto" else torch.device(device)
         return (PalModel(cache.load_model(path, dev), model_name, precision),)

@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
             total, jobs = len(seeds), (Job(f"seed{s}", seed=s) for s in seeds)
         lines = _read_lines(args.servers) if args.servers else []
         urls = args.server or ([] if lines else ["http://127.0.0.1:8188"])
-        pool = parse_servers(urls, lines, max(1, args.concurrency))
-        for server in pool:
-            server.client.retries, server.client.timeout = args.retries, args.timeout
+        pool = parse_servers(
+            urls, lines, max(1, args.concurrency), retries=args.retries, timeout=args.timeout
+        )
         done = run_queue(
             workflow,
             jobs,

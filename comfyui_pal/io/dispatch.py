@@ -65,10 +65,13 @@ class Task:
     pending: dict | None = None  # {"server", "prompt_id"} of an earlier run's attempt
 
 
-def parse_servers(urls: Sequence[str], lines: Iterable[str] = (), slots: int = 2) -> list[Server]:
+def parse_servers(
+    urls: Sequence[str], lines: Iterable[str] = (), slots: int = 2, **client: float
+) -> list[Server]:
     """Servers from ``--server URL`` values and ``--servers FILE`` lines (``URL [slots]``;
     blank lines and ``#`` comments skipped), each once, ``slots`` prompts in flight unless its
-    line says otherwise. Raises ``QueueError`` naming a bad line."""
+    line says otherwise; ``client`` are ``Client`` settings (``retries``, ``timeout``, ...).
+    Raises ``QueueError`` naming a bad line."""
     found: dict[str, Server] = {}
     entries = [(u, None, f"--server {u!r}") for u in urls]
     for n, line in enumerate(lines, 1):
@@ -81,8 +84,8 @@ def parse_servers(urls: Sequence[str], lines: Iterable[str] = (), slots: int = 2
     for url, own, where in entries:
         if own is not None and own < 1:
             raise QueueError(f"--servers {where}: slots must be at least 1")
-        client = Client(url)
-        found.setdefault(client.server, Server(client, own or slots))
+        made = Client(url, **client)
+        found.setdefault(made.server, Server(made, own or slots))
     if not found:
         raise QueueError("no server: pass --server URL (repeatable) or --servers FILE")
     return list(found.values())
