@@ -59,17 +59,26 @@ def main() -> None:
     ap.add_argument("--model", help="detector (default: the shipped one)")
     ap.add_argument("--safety-count", type=int, default=24, help="held-out images x 3 seeds")
     ap.add_argument("--large", action="store_true", help="also the 1024 px timing cases")
+    ap.add_argument(
+        "--parts",
+        default="examples,safety,tradeoff",
+        help="comma-separated: examples, safety, tradeoff (and large with --large)",
+    )
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     model = load_model(args.model, "cpu")
-    print("examples: the fix without protection (before) and with it (now), same run")
-    for protect in (False, True):
-        examples(model, FixOptions(protect=protect))
-    safety(model, args.safety_count)
+    if "examples" in parts:
+        print("examples: the fix without protection (before) and with it (now), same run")
+        for protect in (False, True):
+            examples(model, FixOptions(protect=protect))
+    if "safety" in parts:
+        safety(model, args.safety_count)
     if args.large:
         for label, base in large_sources():
             for seed in (1, 2, 3):
                 large_case(model, FixOptions(), label, base, seed, args.repeats)
-    synthetic_tradeoff(model, args.count)
+    if "tradeoff" in parts:
+        synthetic_tradeoff(model, args.count)
 
 
 def examples(model, opts: FixOptions) -> None:
@@ -102,7 +111,8 @@ def safety(model, count: int, size: int = 384) -> None:
     from comfyui_pal.training.synth import FAMILIES
 
     _, held = split_sources(find_sources())
-    srcs = [load_source_u8(p).float() / 255 for p in held[:count]]
+    held = spread(held, count)
+    srcs = [load_source_u8(p).float() / 255 for p in held]
     g = torch.Generator().manual_seed(77)
     cases = []
     for k, src in enumerate(srcs):
@@ -110,12 +120,13 @@ def safety(model, count: int, size: int = 384) -> None:
         donor = random_view(srcs[(k + 1) % len(srcs)], size, g)
         for seed in (1, 2, 3):
             img, mask, _ = corrupt(view, 5000 + 10 * k + seed, families=FAMILIES, donor=donor)
-            cases.append((view, img, mask > 0.5))
+            cases.append((f"{held[k].parent.name}/{held[k].stem}:{seed}", view, img, mask > 0.5))
     print(f"\nheld-out synthetic, {len(srcs)} images x 3 seeds at {size} px, every family:")
     for protect in (False, True):
         opts = FixOptions(protect=protect)
         worst, gains, repaired, clean_changed, t0 = [], [], [], [], time.perf_counter()
-        for view, img, planted in cases:
+        harmed = []
+        for name, view, img, planted in cases:
             if not planted.any():
                 continue
             fixed, _, _ = fix(model, img[None], opts)
@@ -125,6 +136,8 @@ def safety(model, count: int, size: int = 384) -> None:
             d_all = psnr(fixed, view[None]) - psnr(img[None], view[None])
             worst.append(min(d_in, d_all))
             gains.append(d_in)
+            if worst[-1] < -0.3:
+                harmed.append(f"{name} {worst[-1]:+.1f}")
             changed = changed_mask(img[None], fixed)[0] > 0
             repaired.append(float((changed & planted).sum() / planted.sum().clamp_min(1)))
         for view in srcs[: len(srcs)]:
@@ -139,6 +152,23 @@ def safety(model, count: int, size: int = 384) -> None:
             f"images: {statistics.mean(clean_changed) * 100:.3f} % of pixels changed (max "
             f"{max(clean_changed) * 100:.3f} %), {time.perf_counter() - t0:.0f} s"
         )
+        print(f"    worse by > 0.3 dB: {', '.join(harmed) or 'none'}")
+        helped = sum(1 for x in gains if x > 0.3)
+        print(f"    better by > 0.3 dB inside: {helped}/{len(gains)}")
+
+
+def spread(paths: list[Path], count: int) -> list[Path]:
+    """``count`` of ``paths`` taken in turn from each source folder (photographs, paintings,
+    portraits, text, ...), so that no one source fills the sample."""
+    groups: dict[str, list[Path]] = {}
+    for p in paths:
+        groups.setdefault(p.parent.name, []).append(p)
+    out: list[Path] = []
+    while len(out) < count and any(groups.values()):
+        for g in groups.values():
+            if g and len(out) < count:
+                out.append(g.pop(0))
+    return out
 
 
 def large_sources() -> list[tuple[str, torch.Tensor]]:

@@ -2,22 +2,24 @@
 
 - ``comfy_progress()``: ComfyUI's progress bar and interrupt as a ``(done, total)`` callback;
 - ``JobBar``: one bar over a whole node (``span(at, until)`` from the fix loop, ``sub(done,
-  total)`` from the inpainter inside the current span);
+  total)`` from the inpainter inside the current span, sampler steps included);
 - ``pal_model_dirs()``: ComfyUI's ``models/pal`` folders (registered with ``folder_paths``);
 - ``diffusion_inpainter``: ComfyUI's sampling as a ``comfyui_pal`` inpainter.
 
 The crops are encoded like the InpaintModelConditioning node does (a noise mask on the latent,
 and the masked pixels added to the conditioning for dedicated inpainting checkpoints, which
 ordinary checkpoints ignore), sampled with ``common_ksampler`` (the KSampler node's own
-function) and decoded. ``per_region`` seeds region k with ``seed + k`` and samples it alone, so
-a region's result does not depend on the others; ``batch`` samples all crops at once with one
-seed, exactly as a KSampler fed by PAL Crop Regions would.
+function) and decoded; while it samples, the sampler's own per-step bar is folded into the
+node's one bar (``_steps_into``). ``per_region`` seeds region k with ``seed + k`` and samples
+it alone, so a region's result does not depend on the others; ``batch`` samples all crops at
+once with one seed, exactly as a KSampler fed by PAL Crop Regions would.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +58,9 @@ class JobBar:
     """One ComfyUI progress bar with one total for a whole node, shown at once.
 
     ``span(at, until)``: a step starts (fractions 0..1 of the node's work, as
-    ``comfyui_pal.pipelines.fix.fix`` reports them); ``sub(done, total)``: ``done`` of
-    ``total`` parts of the current step are finished (the diffusion inpainter's crops). Both
+    ``comfyui_pal.pipelines.fix.fix`` reports them); ``sub(done, total, preview)``: ``done``
+    (a float: sampler steps count as fractions) of ``total`` parts of the current step are
+    finished (the diffusion inpainter's crops), with the sampler's preview if any. Both
     check the interrupt first, except for the final span (``at`` 1), so finished work is
     never interrupted away. ``finish()`` fills the bar. ``make()`` is None outside ComfyUI.
     """
@@ -78,8 +81,12 @@ class JobBar:
             return None
         return cls(comfy.utils.ProgressBar(cls.STEPS), mm.throw_exception_if_processing_interrupted)
 
-    def _show(self, fraction: float) -> None:
-        self.bar.update_absolute(round(min(max(fraction, 0.0), 1.0) * self.STEPS), self.STEPS)
+    def _show(self, fraction: float, preview=None) -> None:
+        value = round(min(max(fraction, 0.0), 1.0) * self.STEPS)
+        if preview is None:
+            self.bar.update_absolute(value, self.STEPS)
+        else:
+            self.bar.update_absolute(value, self.STEPS, preview)
 
     def span(self, at: float, until: float) -> None:
         if at < 1:  # the end of finished work is never interrupted away
@@ -87,9 +94,9 @@ class JobBar:
         self.at, self.until = at, until
         self._show(at)
 
-    def sub(self, done: int, total: int) -> None:
+    def sub(self, done: float, total: int, preview=None) -> None:
         self.interrupted()
-        self._show(self.at + (self.until - self.at) * done / max(1, total))
+        self._show(self.at + (self.until - self.at) * done / max(1, total), preview)
 
     def finish(self) -> None:
         self._show(1.0)
@@ -175,6 +182,27 @@ def sampling_inputs() -> dict:
     return inputs
 
 
+@contextmanager
+def _steps_into(progress: Callable[..., None] | None, done: int, total: int):
+    """While the block runs, ComfyUI progress bars made in it (the sampler's per-step bar,
+    which ``comfy.utils.ProgressBar`` ties to the hook set when it is made) report into
+    ``progress(done + step / steps, total, preview)`` instead of showing a bar of their own."""
+    if progress is None:
+        yield
+        return
+    import comfy.utils
+
+    def folded(value, steps, preview=None, *args, **kwargs) -> None:
+        progress(done + min(value, steps) / max(1, steps), total, preview)
+
+    saved = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.PROGRESS_BAR_HOOK = folded
+    try:
+        yield
+    finally:
+        comfy.utils.PROGRESS_BAR_HOOK = saved
+
+
 def diffusion_inpainter(
     model,
     vae,
@@ -183,9 +211,11 @@ def diffusion_inpainter(
     options: SamplingOptions,
     *,
     seed_mode: str = "per_region",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ):
-    """An ``Inpainter`` (crops ``[N,C,h,w]``, masks ``[N,h,w]``, seed) over ComfyUI sampling."""
+    """An ``Inpainter`` (crops ``[N,C,h,w]``, masks ``[N,h,w]``, seed) over ComfyUI sampling;
+    ``progress(done, total, preview=None)`` hears each finished crop and, in between, each
+    sampler step as a fraction of its crop."""
     if seed_mode not in SEED_MODES:
         raise ValueError(f"seed_mode must be one of {SEED_MODES}, got {seed_mode!r}")
     import comfy.model_management as mm
@@ -205,18 +235,19 @@ def diffusion_inpainter(
             pos, neg, latent = comfy_nodes.InpaintModelConditioning().encode(
                 positive, negative, pixels[idx], vae, crop_masks[idx], noise_mask=True
             )
-            (samples,) = comfy_nodes.common_ksampler(
-                model,
-                s,
-                options.steps,
-                options.cfg,
-                options.sampler_name,
-                options.scheduler,
-                pos,
-                neg,
-                latent,
-                denoise=options.denoise,
-            )
+            with _steps_into(progress, done, len(jobs)):
+                (samples,) = comfy_nodes.common_ksampler(
+                    model,
+                    s,
+                    options.steps,
+                    options.cfg,
+                    options.sampler_name,
+                    options.scheduler,
+                    pos,
+                    neg,
+                    latent,
+                    denoise=options.denoise,
+                )
             images = vae.decode(samples["samples"])
             if images.ndim == 5:  # video VAEs decode [B,T,H,W,C]
                 images = images.reshape(-1, *images.shape[-3:])

@@ -36,6 +36,7 @@ def install(monkeypatch) -> dict:
         "encode": [],
         "sample": [],
         "progress": [],
+        "previews": [],
         "bars": 0,
         "interrupt_after": None,
         "checks": 0,
@@ -55,6 +56,9 @@ def install(monkeypatch) -> dict:
         model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise=1.0
     ):
         log["sample"].append((seed, latent["samples"].shape[0], steps, sampler_name))
+        bar = ProgressBar(steps)  # KSampler's own per-step bar (latent_preview's callback)
+        for step in range(steps):
+            bar.update_absolute(step + 1, steps, ("JPEG", f"preview {step}"))
         x = latent["samples"]
         noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed))
         if "noise_mask" not in latent:
@@ -67,13 +71,14 @@ def install(monkeypatch) -> dict:
         if log["interrupt_after"] is not None and log["checks"] > log["interrupt_after"]:
             raise Interrupted
 
-    class ProgressBar:
+    class ProgressBar:  # as ComfyUI's: the hook is the one set when the bar is made
         def __init__(self, total):
             self.total = total
+            self.hook = utils.PROGRESS_BAR_HOOK
             log["bars"] += 1
 
-        def update_absolute(self, done, total=None):
-            log["progress"].append((done, total))
+        def update_absolute(self, done, total=None, preview=None):
+            self.hook(done, total, preview, node_id=None)
 
     class ModelPatcher:
         def __init__(self, model, load_device, offload_device, size=0):
@@ -94,6 +99,13 @@ def install(monkeypatch) -> dict:
     mp.ModelPatcher = ModelPatcher
     utils = types.ModuleType("comfy.utils")
     utils.ProgressBar = ProgressBar
+
+    def hook(done, total, preview=None, node_id=None):  # ComfyUI's server hook: the UI's bar
+        log["progress"].append((done, total))
+        if preview is not None:
+            log["previews"].append((done, preview))
+
+    utils.PROGRESS_BAR_HOOK = hook
     samplers = types.ModuleType("comfy.samplers")
     samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler", "dpmpp_2m"], SCHEDULERS=["normal"])
     pkg = types.ModuleType("comfy")

@@ -138,3 +138,101 @@ def test_a_repaint_that_carves_a_new_shape_into_plain_content_is_refused():
     carved[:, _disc(158, 118, 4)] = 0.95
     why = A.verdict(img, carved, region)
     assert why is not None and "new object" in why
+
+
+def test_cutting_short_a_line_that_ends_inside_a_region_is_refused():
+    img = _background()
+    img[:, 80:, 98:102] = 0.95  # a bright mast from the bottom edge, its top inside the region
+    region = A.M.grow(_disc(100, 80, 20)[None].float(), 6)[0] > 0
+    p0 = A.profile(img, region)
+    assert p0.depth >= 2 * A.REACH and p0.through == 0  # it enters, reaches deep, never leaves
+    cut = torch.where(region[None], _background(), img)  # the mast stops at the outline
+    assert A.profile(cut, region, tau=p0.tau).depth < A.Limits().keep_depth * p0.depth
+    assert A.verdict(img, cut, region) is not None
+    # continuing it to its old top is no loss
+    assert A.verdict(img, img, region) is None
+
+
+def test_a_line_across_a_region_is_counted_both_ways():
+    img = _background()
+    img[:, :, 98:102] = 0.05
+    region = A.M.grow(_disc(100, 80, 16)[None].float(), 6)[0] > 0
+    assert A.profile(img, region).through >= 12
+    assert A.profile(_background(), region).through == 0
+
+
+def test_spots_lie_next_to_the_region_on_unflagged_content():
+    core = _disc(100, 80, 10)
+    flagged = A.M.grow(core[None].float(), 4)[0] > 0
+    flagged[:, 110:] = True  # the right part of the image is flagged too
+    found = A.spots(core, flagged, count=3)
+    assert len(found) == 3
+    for s in found:
+        assert int(s.sum()) == int(core.sum())  # the same shape, moved
+        assert not (s & flagged).any() and not (s & core).any()
+    assert A.spots(core, torch.ones_like(core)) == []  # nowhere known to test on
+
+
+def test_departure_is_the_change_over_the_fill_error():
+    img = _background()
+    core = _disc(100, 80, 10)
+    repaint = img.clone()
+    repaint[:, core] += 0.1  # a change of 3 x 0.01 per pixel (squared, summed over channels)
+    assert math.isclose(A.departure(img, repaint, core, [0.01]), 3.0, rel_tol=1e-3)
+    assert A.departure(img, repaint, core, []) == math.inf
+
+
+class _Remembers(PixelDetector):
+    """Flags ``where`` while the image there still holds ``content`` (a false alarm on it), or
+    without ``where`` everywhere the image differs from ``content`` by more than 0.12 on
+    average over a few px (planted noise; a fill of the texture differs by less)."""
+
+    def __init__(self, content: torch.Tensor, where: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.content, self.where = content, where
+
+    def score(self, v):
+        if self.where is not None:
+            hit = self.where[None] & ((v - self.content[None]).abs().amax(1) < 0.02)
+        else:
+            d = (v - self.content[None]).abs().amax(1, keepdim=True)
+            hit = A.M._blur(d, 2.0)[:, 0] > 0.12
+        return torch.logit(torch.where(hit, 0.97, 0.001))
+
+
+def _textured(seed: int = 4) -> torch.Tensor:
+    """Random-phase texture at 512 x 512 (the detector's own size: no resampling)."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(1, 3, 128, 128, generator=g)
+    up = torch.nn.functional.interpolate(noise, size=(512, 512), mode="bicubic")[0]
+    return (0.5 + 0.06 * up).clamp(0, 1)
+
+
+def test_a_false_alarm_on_texture_is_not_replaced_by_another_texture():
+    """The detector flags real texture; a fill of it makes the detector happy (the content it
+    flagged is gone), but the fill is no closer to anything than the texture itself."""
+    img = _textured()
+    where = A.M.grow(blob_mask(512, 512, [(300, 250, 16)]), 0)[0] > 0
+    opts = FixOptions(max_iterations=1, tta=False)
+    fixed, _, history = fix(_Remembers(img, where), img[None], opts)
+    assert torch.equal(fixed, img[None])
+    reasons = [u["reason"] for h in history for u in h.get("changes_undone", [])]
+    assert any(r.startswith("no better than the region") for r in reasons), reasons
+    # without protection the fill stays (what the test prevents)
+    loose, _, _ = fix(
+        _Remembers(img, where), img[None], FixOptions(max_iterations=1, tta=False, protect=False)
+    )
+    assert not torch.equal(loose, img[None])
+
+
+def test_a_planted_blotch_on_texture_is_still_repaired():
+    clean = _textured()
+    spot = blob_mask(512, 512, [(300, 250, 16)])[0] > 0
+    g = torch.Generator().manual_seed(0)
+    img = torch.where(
+        spot[None], (clean + 0.3 * torch.randn(clean.shape, generator=g)).clamp(0, 1), clean
+    )
+    fixed, _, history = fix(_Remembers(clean), img[None], FixOptions(max_iterations=1, tta=False))
+    before = float(((img - clean) ** 2)[:, spot].mean())
+    after = float(((fixed[0] - clean) ** 2)[:, spot].mean())
+    assert after < 0.2 * before, history

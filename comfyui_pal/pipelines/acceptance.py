@@ -34,6 +34,19 @@ RING = 6  # px: the band just outside (and just inside) a region's outline that 
 REACH = 12  # px: how far into the region the continuation of an entering edge is looked for
 VISIBLE = 8 / 255  # a repaint's region: where it changed some channel by more than this
 EDGE_SIGMA = 1.5  # px: edges are measured after this blur, so noise does not count as structure
+THROUGH = 3 * RING  # px: entries of one line this far apart make it a line across the region
+DEPTHS = (
+    4,
+    8,
+    12,
+    16,
+    24,
+    32,
+    48,
+    64,
+    96,
+    128,
+)  # px: the depth steps at which an entering line's reach is read
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,11 @@ class Limits:
     flatten: float = 0.35  # contrast may not fall below this share of a distinct region's
     distinct_contrast: float = 2.5  # a region this different from its ring is content
     min_edges: float = 0.03  # a region with this share of edge pixels has structure to keep
+    keep_through: float = 0.5  # lines across a region: this share must still cross it after
+    keep_depth: float = 0.5  # lines entering it: this share of their reach must stay
+    min_departure: float = 3.0  # a repaint must change a region this many times more than
+    # the same fill errs on known content nearby (``departure``): else the region is no less
+    # plausible than a fill of it, and a different fill is not a better one
 
 
 def _luma(img: Tensor) -> Tensor:
@@ -85,6 +103,8 @@ class Profile:
     continued: float
     edges: int
     tau: float
+    through: int = 0
+    depth: float = 0.0
 
 
 def _window(region: Tensor, pad: int) -> tuple[slice, slice]:
@@ -149,6 +169,7 @@ def profile(
     reached[0] = False
     band_edges = int(rim.sum())
     continued = float(reached[labels[0][rim].long()].sum()) / max(1, band_edges)
+    through, depth = _lines(strong & (reg | rim), rim, reg)
     return Profile(
         crossing=float(entering_ring.sum()) / max(1, int(ring.sum())),
         contour=contour,
@@ -159,7 +180,41 @@ def profile(
         continued=continued,
         edges=int(strong[M.grow(reg.float()[None], 2)[0] > 0].sum()),  # a line's sides too
         tau=tau,
+        through=through,
+        depth=depth,
     )
+
+
+def _lines(edges: Tensor, rim: Tensor, region: Tensor) -> tuple[int, float]:
+    """Lines entering ``region`` across ``rim`` (bool ``[h,w]``; ``edges`` its strong edges and
+    the rim's): (ring pixels of lines entering at two places ``THROUGH`` px apart or more,
+    summed depth in px each entering line reaches, read at the ``DEPTHS`` steps)."""
+    labels, (n,) = M.label(edges[None])
+    lab = labels[0].long()
+    entry = rim & edges
+    if n == 0 or not entry.any():
+        return 0, 0.0
+    ys, xs = torch.nonzero(entry, as_tuple=True)
+    ids = lab[ys, xs]
+    lo_x = torch.full((n + 1,), 1 << 30, device=ids.device).scatter_reduce(0, ids, xs, "amin")
+    hi_x = torch.full((n + 1,), -1, device=ids.device).scatter_reduce(0, ids, xs, "amax")
+    lo_y = torch.full((n + 1,), 1 << 30, device=ids.device).scatter_reduce(0, ids, ys, "amin")
+    hi_y = torch.full((n + 1,), -1, device=ids.device).scatter_reduce(0, ids, ys, "amax")
+    spread = torch.maximum(hi_x - lo_x, hi_y - lo_y)
+    crossing = spread >= THROUGH  # per line: enters at two places far apart
+    through = int(crossing[ids].sum())
+    level = torch.zeros(region.shape, device=region.device)
+    for d in DEPTHS:  # depth of each inside pixel, in steps
+        inner = M.grow(region.float()[None], -d)[0] > 0
+        if not inner.any():
+            break
+        level[inner] = float(d)
+    entering = torch.zeros(n + 1, dtype=torch.bool, device=ids.device)
+    entering[ids] = True
+    reach = torch.zeros(n + 1, device=ids.device).scatter_reduce(
+        0, lab[edges].flatten(), level[edges].flatten(), "amax"
+    )
+    return through, float(reach[entering].sum())
 
 
 def triage(p: Profile, limits: Limits = Limits()) -> str | None:
@@ -199,6 +254,15 @@ def verdict(
             f"removed structure: {p0.continued:.0%} of the edges entering from outside went "
             f"on into the region, now {p1.continued:.0%}"
         )
+    if p0.through >= 12 and p1.through < limits.keep_through * p0.through:
+        return (
+            f"broke a line across it: {p0.through} px of lines crossed the region, now {p1.through}"
+        )
+    if p0.depth >= 2 * REACH and p1.depth < limits.keep_depth * p0.depth:
+        return (
+            f"cut short the lines that enter it: they reached {p0.depth:.0f} px into the "
+            f"region, now {p1.depth:.0f}"
+        )
     if (
         p1.contour > max(2 * p0.contour, limits.object_contour)
         and p0.inner < 1
@@ -237,3 +301,62 @@ def verdict(
     if distinct and p1.contrast < limits.flatten * p0.contrast:
         return f"turned an object into background (contrast {p0.contrast:.1f} -> {p1.contrast:.1f})"
     return None
+
+
+def spots(
+    core: Tensor, flagged: Tensor, count: int = 1, image: Tensor | None = None
+) -> list[Tensor]:
+    """Up to ``count`` copies of ``core`` (bool ``[H,W]``) moved next to it (1.3 or 2.2 times
+    its box away, 8 directions) onto known content: inside the image, clear of ``core``, and
+    with at most 5 % of it (grown by ``RING``) in ``flagged`` (bool ``[H,W]``). With ``image``
+    (``[C,H,W]``), the places whose surroundings are most like the region's come first (mean
+    edge strength in the ``RING`` px around each, on a log scale): a fill errs more where
+    there is more structure, so its error is measured among structure like the region's."""
+    h, w = core.shape
+    x0, y0, x1, y1 = M.box(core)
+    bh, bw = y1 - y0, x1 - x0
+    near = M.grow(core.float()[None], RING)[0] > 0
+    found = []
+    for reach in (1.3, 2.2):
+        for fy, fx in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1)):
+            dy, dx = round(fy * reach * bh), round(fx * reach * bw)
+            if y0 + dy < 0 or y1 + dy > h or x0 + dx < 0 or x1 + dx > w:
+                continue
+            moved = torch.zeros_like(core)
+            moved[y0 + dy : y1 + dy, x0 + dx : x1 + dx] = core[y0:y1, x0:x1]
+            if (moved & near).any():
+                continue
+            if float(flagged[M.grow(moved.float()[None], RING)[0] > 0].float().mean()) > 0.05:
+                continue
+            found.append(moved)
+            if image is None and len(found) == count:
+                return found
+    if image is None or len(found) <= 1:
+        return found[:count]
+    ys, xs = _window(near | torch.stack(found).any(0), RING + 2)
+    gx, gy = _sobel(M._blur(_luma(image[:, ys, xs])[None, None], EDGE_SIGMA)[0, 0])
+    mag = (gx**2 + gy**2).sqrt()
+
+    def surroundings(m: Tensor) -> float:
+        m = m[ys, xs]
+        ring = (M.grow(m.float()[None], RING)[0] > 0) & ~m
+        return float(torch.log(mag[ring].mean() + 1e-3))
+
+    own = surroundings(core)
+    found.sort(key=lambda m: abs(surroundings(m) - own))
+    return found[:count]
+
+
+def departure(image: Tensor, repainted: Tensor, core: Tensor, fill_errors: list[float]) -> float:
+    """How much more the repaint changed ``core`` than a fill errs on known content: mean
+    squared colour change over ``core`` of ``image`` -> ``repainted`` (``[C,H,W]``), over the
+    mean of ``fill_errors`` (the same per-pixel measure, of the fill against the truth at
+    ``spots``). Infinite without ``fill_errors``.
+
+    If the region is an artifact, its error and the fill's are independent, so the change is
+    about their sum and the fill is the better of the two when the change exceeds twice the
+    fill's own error; if the region is real content, the change is just the fill's error."""
+    change = float(((image - repainted) ** 2).sum(0)[core].mean())
+    if not fill_errors:
+        return float("inf")
+    return change / max(sum(fill_errors) / len(fill_errors), 1e-8)

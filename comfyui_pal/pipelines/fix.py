@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -169,6 +169,7 @@ def fix(
     check_image(images)
     native = inpaint is None
     inpaint = inpaint or builtin_inpainter(opt.inpainter)
+    estimator = inpaint if native else builtin_inpainter("patchmatch")  # of a fill's error
     current = images.clone()
     history: list[dict] = []
     rounds = max(1, opt.max_iterations)
@@ -236,8 +237,14 @@ def fix(
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         report_progress(painting, (it + 1) / rounds)
         new_probs = _detect(model, current, opt)
+        fill_error = None
+        if opt.protect:  # the built-in fill's own error on known content: see departure
+
+            def fill_error(image: Tensor, spot: Tensor, k: int, seed: int = seed) -> float:
+                return _fill_error(image, spot, opt, estimator, seed + 500 + k)
+
         undone = _keep_improvements(
-            previous, current, probs, new_probs, todo, opt.threshold, opt.protect
+            previous, current, probs, new_probs, todo, opt.threshold, opt.protect, fill_error
         )
         if undone:
             _mark(entry["fixed"], undone, "undone", mask, todo)
@@ -449,9 +456,14 @@ def _keep_improvements(
     todo: list[int],
     threshold: float,
     protect: bool = True,
+    fill_error: Callable[[Tensor, Tensor, int], float] | None = None,
+    limits: acceptance.Limits | None = None,
 ) -> list[dict]:
     """Undo each edit (``change_patches``) that did not shrink the flagged area, or (with
-    ``protect``) that removed real content (``acceptance.verdict``).
+    ``protect``) that removed real content (``acceptance.verdict``), or that changed its
+    region less than ``limits.min_departure`` times the fill's own error on known content
+    next to it (``fill_error(image [C,H,W], spot [H,W] bool, k)``, mean squared colour error
+    of filling ``spot``; see ``acceptance.departure``).
 
     An edit counts flagged pixels in and around it (grown by 8 px more, where the detector's
     view of the change reaches) before and after; if there are not fewer, or the verdict
@@ -459,6 +471,7 @@ def _keep_improvements(
     edited in place. Returns one record per undone edit: image index, patch number, box,
     area, the reason and its ``pixels`` (window rows, columns and bool patch; not reported).
     """
+    limits = limits or acceptance.Limits()
     undone = []
     _, _, h, w = previous.shape
     pad = WINDOW_PAD  # covers the 8 px "around" and the acceptance test's ring
@@ -478,7 +491,19 @@ def _keep_improvements(
                 why = f"the detector does not flag less there ({was} -> {now} px)"
             elif protect:  # judged where the repaint really changed the image, not its ramp
                 core = patch & ((old - new).abs().amax(0) > acceptance.VISIBLE)
-                why = acceptance.verdict(old, new, core, total_px=h * w)
+                why = acceptance.verdict(old, new, core, limits, total_px=h * w)
+                if why is None and fill_error is not None and int(core.sum()) >= 16:
+                    why = _implausible(
+                        previous[i],
+                        current[i],
+                        before[i],
+                        core,
+                        (wy, wx),
+                        threshold,
+                        fill_error,
+                        r.id,
+                        limits,
+                    )
             if why is not None:
                 new[:, patch] = old[:, patch]  # a view: edits current in place
                 undone.append(
@@ -492,6 +517,55 @@ def _keep_improvements(
                     }
                 )
     return undone
+
+
+def _implausible(
+    previous: Tensor,
+    current: Tensor,
+    probs: Tensor,
+    core: Tensor,
+    window: tuple[slice, slice],
+    threshold: float,
+    fill_error: Callable[[Tensor, Tensor, int], float],
+    k: int,
+    limits: acceptance.Limits,
+) -> str | None:
+    """Why the repaint of ``core`` (bool, in ``window`` of the ``[C,H,W]`` images) does not
+    depart enough from the region to be a repair (``acceptance.departure``), or None. The
+    fill's error is measured at the ``acceptance.spots`` place most like the region that the
+    detector (``probs`` ``[H,W]``) does not flag; with none, the test is not made."""
+    wy, wx = window
+    whole = torch.zeros(previous.shape[-2:], dtype=torch.bool, device=core.device)
+    whole[wy, wx] = core
+    places = acceptance.spots(whole, probs > threshold, image=previous)
+    errors = [fill_error(previous, s, k) for s in places]
+    ratio = acceptance.departure(previous[:, wy, wx], current[:, wy, wx], core, errors)
+    if ratio >= limits.min_departure:
+        return None
+    return (
+        f"no better than the region: the repaint changed it {ratio:.1f}x as much as the same "
+        f"fill errs on known content next to it (needs {limits.min_departure:g}x)"
+    )
+
+
+def _fill_error(
+    image: Tensor, spot: Tensor, opt: FixOptions, inpaint: Inpainter, seed: int
+) -> float:
+    """Mean squared colour error (summed over channels) of ``inpaint`` filling the known
+    content under ``spot`` (bool ``[H,W]``) of ``image`` ``[C,H,W]``, as the fix fills a
+    region: in its own context window, without the acceptance test."""
+    _, h, w = image.shape
+    cx0, cy0, cx1, cy1 = regions.context_box(M.box(spot), opt.context_factor, opt.min_context)
+    pad = WINDOW_PAD + math.ceil(opt.blend_radius)
+    wy = slice(max(0, math.floor(cy0) - pad), min(h, math.ceil(cy1) + pad))
+    wx = slice(max(0, math.floor(cx0) - pad), min(w, math.ceil(cx1) + pad))
+    truth = image[None, :, wy, wx]
+    hole = spot[wy, wx]
+    plain = replace(opt, protect=False)
+    filled, _ = _inpaint_native(
+        truth.clone(), hole[None].to(image.dtype), plain, inpaint, seed, in_place=True
+    )
+    return float(((filled[0] - truth[0]) ** 2).sum(0)[hole].mean())
 
 
 def changed_mask(before: Tensor, after: Tensor) -> Tensor:
