@@ -284,6 +284,35 @@ def main() -> None:
             events,
         )
 
+        tiny = nodes.NODE_CLASS_MAPPINGS.get("DemoTinyModels")
+        if tiny is not None:  # ComfyUI's real KSampler, with its own per-step bar
+            model, vae, positive, negative = tiny.execute(inpaint=True).args
+            events.clear()
+            AutoFix().fix(
+                image[:1],
+                pal,
+                model=model,
+                vae=vae,
+                positive=positive,
+                negative=negative,
+                steps=3,
+                cfg=1.0,
+                sampler_name="euler",
+                scheduler="normal",
+                denoise=1.0,
+                target_size=64,
+                **fix_args,
+            )
+            check(
+                "auto fix with a diffusion model folds the sampler's steps into its one bar",
+                len({t for _, t in events}) == 1
+                and events[0][0] == 0
+                and events[-1][0] == events[-1][1]
+                and all(a[0] <= b[0] for a, b in itertools.pairwise(events))
+                and len(events) > 3 * 2,  # 3 steps per crop, on top of the spans
+                events,
+            )
+
         mm.interrupt_current_processing(True)
         check("an interrupt stops detection", interrupted(Detect().detect, big, pal, "tiled", 0.5))
         mm.interrupt_current_processing(True)
