@@ -129,7 +129,13 @@ def planted_iou(model) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="*", default=["default"], help="detectors, side by side")
+    ap.add_argument(
+        "models",
+        nargs="*",
+        default=["default"],
+        help="detectors, side by side; MODEL+upsample sees images under 512 px enlarged to "
+        "512 (how PAL-Lite detected before it saw them at their own size)",
+    )
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-quality", action="store_true")
@@ -146,7 +152,12 @@ def main() -> None:
     media = media_images(args.media)
     rows: dict[str, dict[str, str]] = {}
     for name in args.models:
-        lite = load_model(name, "cpu")
+        path, _, how = name.partition("+")
+        lite = load_model(path, "cpu")
+        if how == "upsample":  # as before native-size detection: small images enlarged to 512
+            lite.upsamples_input = True
+        elif how:
+            raise SystemExit(f"{name}: the only suffix is +upsample")
         row = rows.setdefault(name, {})
         with torch.inference_mode():
             t_lite = _median_ms(lambda m=lite: m(x), args.repeats)

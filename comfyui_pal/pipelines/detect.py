@@ -188,6 +188,22 @@ def _tile_weight(th: int, tw: int, device: torch.device) -> Tensor:
     return (wy[:, None] * wx[None, :]).clamp(min=1e-3)
 
 
+def work_size(h: int, w: int, upsample: bool = True) -> int:
+    """Side (px) of the square the resize mode brings an ``h`` x ``w`` image to: 512, or
+    without ``upsample`` (a model whose ``upsamples_input`` is False) the image's long side
+    rounded up to 32 px when it is under 512 (at least 32), so a 16x16 thumbnail costs a
+    32x32 pass, not a 512x512 one."""
+    if upsample or max(h, w) >= INPUT_SIZE:
+        return INPUT_SIZE
+    return max(MIN_SIDE, -(-max(h, w) // 32) * 32)
+
+
+def upsamples_input(model: nn.Module) -> bool:
+    """Whether ``model`` sees smaller images enlarged to 512x512 (its ``upsamples_input``,
+    else True, as the released PAL4VST models)."""
+    return getattr(model, "upsamples_input", True)
+
+
 def input_resample(model: nn.Module) -> str:
     """The filter (one of ``RESAMPLES``) that brings an image to the model's 512x512 input:
     the model's own ``input_resample``, else bicubic."""
@@ -225,8 +241,10 @@ def detect(
     x = as_rgb_bchw(images)
     resample = input_resample(model)
 
+    side = work_size(*x.shape[-2:], upsamples_input(model))
+
     def resized(i: int, device: torch.device) -> Tensor:  # one image at a time at full size
-        return resize_input(x[i : i + 1].to(device), INPUT_SIZE, resample)
+        return resize_input(x[i : i + 1].to(device), side, resample)
 
     return _run(model, opt, x.shape[0], x.shape[-2:], resized, x, progress)
 
@@ -243,16 +261,17 @@ def detect_resized(
     worker, ``pipelines.score.prepare``): artifact probabilities ``[B,H,W]``, ``(H, W) =
     size``.
 
-    ``resized`` ``[B,3,512,512]`` float 0..1 is ``resize_input(images, 512,
-    input_resample(model))``; ``full`` ``[B,3,H,W]`` (the images themselves, RGB 0..1) is
-    needed by the tiled mode only. Equals ``detect(model, images, options)`` when the resize
-    ran on the same device.
+    ``resized`` ``[B,3,S,S]`` float 0..1 is ``resize_input(images, S, input_resample(model))``
+    with ``S = work_size(H, W, upsamples_input(model))``; ``full`` ``[B,3,H,W]`` (the images
+    themselves, RGB 0..1) is needed by the tiled mode only. Equals ``detect(model, images,
+    options)`` when the resize ran on the same device.
     """
     opt = _options(options, {})
     b = resized.shape[0]
-    if resized.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE):
+    side = work_size(*size, upsamples_input(model))
+    if resized.shape[1:] != (3, side, side):
         raise ValueError(
-            f"resized must be [B,3,{INPUT_SIZE},{INPUT_SIZE}] (resize_input's output), got "
+            f"resized must be [B,3,{side},{side}] (resize_input's output at work_size), got "
             f"{tuple(resized.shape)}"
         )
     if opt.mode == "tiled" and (full is None or tuple(full.shape) != (b, 3, *size)):

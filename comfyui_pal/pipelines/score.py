@@ -1,11 +1,12 @@
 """Scoring one image, in two steps that may run in different processes.
 
-``prepare`` is the CPU half (layout conversion and the resize to the model's 512x512 input,
+``prepare`` is the CPU half (layout conversion and the resize to the model's square input,
 no model needed); ``score`` the model half (inference, PAR, artifact regions). A folder run
 calls both in one process (``--engine local``) or ``prepare`` in CPU tasks and ``score`` in
 model actors (``--engine ray``): the same two functions on the same tensors, so both engines
-give the same scores. ``score(model, prepare(image, input_resample(model)), options)`` equals
-``par(detect(model, image, options))`` on the CPU.
+give the same scores. ``score(model, prepare(image, input_resample(model),
+upsample=upsamples_input(model)), options)`` equals ``par(detect(model, image, options))`` on
+the CPU.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from ..constants import INPUT_SIZE, PAR_THRESHOLD
+from ..constants import PAR_THRESHOLD
 from ..core.masks import label
-from .detect import DetectOptions, as_rgb_bchw, detect_resized, par, resize_input
+from .detect import DetectOptions, as_rgb_bchw, detect_resized, par, resize_input, work_size
 
 
 @dataclass
 class Prepared:
     """One image ready for the model.
 
-    ``resized`` ``[1,3,512,512]`` float32 RGB 0..1 is the global pass's input; ``size`` the
+    ``resized`` ``[1,3,S,S]`` float32 RGB 0..1 is the global pass's input (``S`` the
+    ``work_size``, 512 unless the model sees small images at their own size); ``size`` the
     image's ``(H, W)`` in px; ``full`` ``[1,3,H,W]`` float32 RGB 0..1 the image itself, kept
     only when asked for (the tiled mode reads it, overlays are drawn on it).
     """
@@ -44,13 +46,16 @@ class Score:
     probs: Tensor
 
 
-def prepare(image: Tensor, resample: str, keep_full: bool = False) -> Prepared:
+def prepare(
+    image: Tensor, resample: str, keep_full: bool = False, upsample: bool = True
+) -> Prepared:
     """``[1,C,H,W]`` float 0..1 (C = 1, 3 or 4) -> ``Prepared``, resized with ``resample``
-    (the model's ``input_resample``); ``keep_full`` keeps the RGB image too."""
+    (the model's ``input_resample``) to ``work_size`` (``upsample``: the model's
+    ``upsamples_input``); ``keep_full`` keeps the RGB image too."""
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"prepare takes one image [1,C,H,W], got {tuple(image.shape)}")
     x = as_rgb_bchw(image)
-    resized = resize_input(x, INPUT_SIZE, resample)
+    resized = resize_input(x, work_size(*x.shape[-2:], upsample), resample)
     return Prepared(resized, (x.shape[-2], x.shape[-1]), x if keep_full else None)
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..core.preview import overlay
 from ..io.images import load_image, save_image
-from ..pipelines.detect import DetectOptions, input_resample
+from ..pipelines.detect import DetectOptions, input_resample, upsamples_input
 from ..pipelines.score import Prepared, prepare, score
 
 OUTPUT_KINDS = ("mask", "overlay")
@@ -25,7 +25,8 @@ class Job:
     """How to score each image and what to write for it (picklable: Ray ships it).
 
     ``model`` is the checkpoint path (each worker loads it once), ``resample`` its input
-    filter (``detect.input_resample``), ``options`` and ``threshold`` how to detect and score;
+    filter (``detect.input_resample``), ``upsample`` whether small images are enlarged to
+    512 (``detect.upsamples_input``), ``options`` and ``threshold`` how to detect and score;
     ``out_dir`` is where each image's ``<stem>_mask.png`` and ``<stem>_overlay.png`` go
     (``detect``), None to write nothing (``rank``).
     """
@@ -35,6 +36,7 @@ class Job:
     options: DetectOptions
     threshold: float
     out_dir: Path | None = None
+    upsample: bool = True  # the model's upsamples_input
 
     @classmethod
     def of(
@@ -47,7 +49,14 @@ class Job:
     ) -> Job:
         """The job for ``model`` loaded from ``path`` (made absolute: workers may run in
         another folder)."""
-        return cls(str(path.resolve()), input_resample(model), options, threshold, out_dir)
+        return cls(
+            str(path.resolve()),
+            input_resample(model),
+            options,
+            threshold,
+            out_dir,
+            upsamples_input(model),
+        )
 
     @property
     def keep_full(self) -> bool:
@@ -63,7 +72,7 @@ class Job:
     def load(self, path: Path) -> Prepared:
         """Decode ``path`` and prepare it for the model (CPU only). Raises ``ValueError``
         for a file that is not a readable still image."""
-        return prepare(load_image(path), self.resample, self.keep_full)
+        return prepare(load_image(path), self.resample, self.keep_full, self.upsample)
 
     def apply(self, model: nn.Module, path: Path, prepared: Prepared, replace: bool) -> dict:
         """Score ``prepared`` (the image of ``path``) and write its outputs (``replace``:
