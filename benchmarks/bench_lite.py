@@ -133,7 +133,7 @@ def main() -> None:
         "models",
         nargs="*",
         default=["default"],
-        help="detectors, side by side; MODEL+upsample sees images under 512 px enlarged to "
+        help="detectors, side by side; MODEL+upsample sees thumbnails (<= 128 px) enlarged to "
         "512 (how PAL-Lite detected before it saw them at their own size)",
     )
     ap.add_argument("--count", type=int, default=200)
@@ -153,11 +153,11 @@ def main() -> None:
     rows: dict[str, dict[str, str]] = {}
     for name in args.models:
         path, _, how = name.partition("+")
-        lite = load_model(path, "cpu")
-        if how == "upsample":  # as before native-size detection: small images enlarged to 512
-            lite.upsamples_input = True
-        elif how:
+        if how not in ("", "upsample"):
             raise SystemExit(f"{name}: the only suffix is +upsample")
+        lite = load_model(path, "cpu")  # shared by every name of the same file: set each time
+        # +upsample: as before own-size detection of thumbnails (enlarged to 512)
+        lite.upsamples_input = how == "upsample" or type(lite).upsamples_input
         row = rows.setdefault(name, {})
         with torch.inference_mode():
             t_lite = _median_ms(lambda m=lite: m(x), args.repeats)

@@ -249,9 +249,9 @@ def test_a_positional_mode_string_is_refused_with_the_keyword_to_use():
 
 def test_the_shipped_model_resizes_with_its_own_bilinear_filter():
     model = pal.load_model()  # PAL-Lite: tuned with antialiased bilinear, not bicubic
-    x = torch.rand(1, 3, 300, 451)  # seen at its own size: a 480x480 square (451 rounded up)
+    x = torch.rand(1, 3, 300, 451)
     with torch.inference_mode():
-        ref = model(normalize(resize_input(x, 480, "bilinear")))
+        ref = model(normalize(resize_input(x, 512, "bilinear")))
         ref = F.interpolate(ref, size=x.shape[-2:], mode="bilinear", align_corners=False)
     assert torch.allclose(pal.detect(model, x)[0], ref.softmax(1)[0, 1], atol=1e-5)
 

@@ -81,9 +81,10 @@ def test_a_resized_batch_of_the_wrong_size_is_refused(model):
 
 def test_small_images_are_seen_at_their_own_size_unless_the_model_upsamples():
     assert work_size(16, 16, upsample=False) == 32  # a thumbnail costs a 32x32 pass
-    assert work_size(300, 451, upsample=False) == 480  # rounded up to 32 px
-    assert work_size(600, 300, upsample=False) == 512  # larger images: the paper's 512
-    assert [work_size(h, w) for h, w in ((16, 16), (300, 451), (600, 300))] == [512] * 3
+    assert work_size(100, 70, upsample=False) == 128  # rounded up to 32 px
+    assert work_size(129, 60, upsample=False) == 512  # larger images: the paper's 512
+    assert work_size(300, 451, upsample=False) == 512
+    assert [work_size(h, w) for h, w in ((16, 16), (100, 70), (300, 451))] == [512] * 3
 
 
 def test_detection_of_a_thumbnail_runs_the_model_on_a_small_input(model):

@@ -21,9 +21,9 @@ class Segmentor(nn.Module):
     - ``arch``: the architecture name written to and read from our safetensors;
     - ``input_resample``: how ``detect``'s resize mode brings an image to 512x512 for this
       model (``"bicubic"``, PIL's filter, or ``"bilinear"``), i.e. what it was trained with;
-    - ``upsamples_input``: whether smaller images are enlarged to 512x512 too (the released
-      PAL4VST models, as the paper's app does), or seen at their own size (models trained on
-      native-resolution crops; ``pipelines.detect.work_size``);
+    - ``upsamples_input``: whether small images are enlarged to 512x512 too (the released
+      PAL4VST models, as the paper's app does), or thumbnails are seen at their own size
+      (models trained on native-resolution crops; ``pipelines.detect.work_size``);
     - ``config``: a frozen dataclass with ``to_dict()`` / ``from_dict()``;
     - ``encoder``: the feature extractor (an attribute or a property);
     - ``classifier``: the final ``Conv2d(C, num_classes, 1)``, whose output, resized to the

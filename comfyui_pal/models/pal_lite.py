@@ -135,9 +135,8 @@ class PalLite(Segmentor):
     # (sharper, with ringing) raised its false alarms on ComfyUI's template images (mean PAR
     # of 24 generated images 0.035 -> 0.048; line art 0.16 -> 0.44)
     input_resample = "bilinear"
-    # trained at native scale: an image under 512 px enlarged to 512 looks soft and large to
-    # it (synthetic validation, training sources, F1 at 128 / 256 / 384 px: 0.22 / 0.41 /
-    # 0.64 enlarged to 512, 0.57 / 0.69 / 0.77 at their own size)
+    # trained at native scale: a thumbnail enlarged to 512 looks soft and large to it, so
+    # images up to detect.OWN_SIZE_BELOW px are seen at their own size (see there)
     upsamples_input = False
 
     def __init__(self, config: PalLiteConfig | None = None) -> None:
