@@ -237,12 +237,7 @@ def fix(
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         report_progress(painting, (it + 1) / rounds)
         new_probs = _detect(model, current, opt)
-        fill_error = None
-        if opt.protect:  # the built-in fill's own error on known content: see departure
-
-            def fill_error(image: Tensor, spot: Tensor, k: int, seed: int = seed) -> float:
-                return _fill_error(image, spot, opt, estimator, seed + 500 + k)
-
+        fill_error = FillError(opt, estimator, seed + 500) if opt.protect else None
         undone = _keep_improvements(
             previous, current, probs, new_probs, todo, opt.threshold, opt.protect, fill_error
         )
@@ -456,14 +451,13 @@ def _keep_improvements(
     todo: list[int],
     threshold: float,
     protect: bool = True,
-    fill_error: Callable[[Tensor, Tensor, int], float] | None = None,
+    fill_error: FillError | None = None,
     limits: acceptance.Limits | None = None,
 ) -> list[dict]:
     """Undo each edit (``change_patches``) that did not shrink the flagged area, or (with
     ``protect``) that removed real content (``acceptance.verdict``), or that changed its
     region less than ``limits.min_departure`` times the fill's own error on known content
-    next to it (``fill_error(image [C,H,W], spot [H,W] bool, k)``, mean squared colour error
-    of filling ``spot``; see ``acceptance.departure``).
+    next to it (``fill_error``; see ``acceptance.departure``).
 
     An edit counts flagged pixels in and around it (grown by 8 px more, where the detector's
     view of the change reaches) before and after; if there are not fewer, or the verdict
@@ -519,6 +513,48 @@ def _keep_improvements(
     return undone
 
 
+@dataclass
+class FillError:
+    """The fix's own fill (``inpaint``, as ``opt`` fills a region: in its own context window,
+    no acceptance test) on known content: ``(image [C,H,W], spot [H,W] bool, k)`` -> mean
+    squared colour error (summed over channels) over ``spot``, seeded ``seed + k``."""
+
+    opt: FixOptions
+    inpaint: Inpainter
+    seed: int
+
+    def margin(self, bh: int, bw: int) -> tuple[int, int]:
+        """px around a ``bh`` x ``bw`` region's box that hold every ``acceptance.spots``
+        place (up to 2.2 boxes away) with the context window its fill reads."""
+        o = self.opt
+        pad = WINDOW_PAD + math.ceil(o.blend_radius) + 2
+
+        def one(b: int) -> int:
+            return math.ceil(3.2 * b + max(b * (o.context_factor - 1) / 2, o.min_context)) + pad
+
+        return one(bh), one(bw)
+
+    def __call__(self, image: Tensor, spot: Tensor, k: int) -> float:
+        _, h, w = image.shape
+        o = self.opt
+        cx0, cy0, cx1, cy1 = regions.context_box(M.box(spot), o.context_factor, o.min_context)
+        pad = WINDOW_PAD + math.ceil(o.blend_radius)
+        wy = slice(max(0, math.floor(cy0) - pad), min(h, math.ceil(cy1) + pad))
+        wx = slice(max(0, math.floor(cx0) - pad), min(w, math.ceil(cx1) + pad))
+        truth = image[None, :, wy, wx]
+        hole = spot[wy, wx]
+        plain = replace(o, protect=False)
+        filled, _ = _inpaint_native(
+            truth.clone(),
+            hole[None].to(image.dtype),
+            plain,
+            self.inpaint,
+            self.seed + k,
+            in_place=True,
+        )
+        return float(((filled[0] - truth[0]) ** 2).sum(0)[hole].mean())
+
+
 def _implausible(
     previous: Tensor,
     current: Tensor,
@@ -526,19 +562,28 @@ def _implausible(
     core: Tensor,
     window: tuple[slice, slice],
     threshold: float,
-    fill_error: Callable[[Tensor, Tensor, int], float],
+    fill_error: FillError,
     k: int,
     limits: acceptance.Limits,
 ) -> str | None:
     """Why the repaint of ``core`` (bool, in ``window`` of the ``[C,H,W]`` images) does not
     depart enough from the region to be a repair (``acceptance.departure``), or None. The
     fill's error is measured at the ``acceptance.spots`` place most like the region that the
-    detector (``probs`` ``[H,W]``) does not flag; with none, the test is not made."""
+    detector (``probs`` ``[H,W]``) does not flag, all within a window of the region's reach
+    (cost follows the region, not the image); with no place, the test is not made."""
     wy, wx = window
-    whole = torch.zeros(previous.shape[-2:], dtype=torch.bool, device=core.device)
-    whole[wy, wx] = core
-    places = acceptance.spots(whole, probs > threshold, image=previous)
-    errors = [fill_error(previous, s, k) for s in places]
+    _, h, w = previous.shape
+    x0, y0, x1, y1 = M.box(core)
+    my, mx = fill_error.margin(y1 - y0, x1 - x0)
+    ay = slice(max(0, wy.start + y0 - my), min(h, wy.start + y1 + my))
+    ax = slice(max(0, wx.start + x0 - mx), min(w, wx.start + x1 + mx))
+    local = torch.zeros(
+        ay.stop - ay.start, ax.stop - ax.start, dtype=torch.bool, device=core.device
+    )
+    local[wy.start - ay.start : wy.stop - ay.start, wx.start - ax.start : wx.stop - ax.start] = core
+    area = previous[:, ay, ax]
+    places = acceptance.spots(local, probs[ay, ax] > threshold, image=area)
+    errors = [fill_error(area, s, k) for s in places]
     ratio = acceptance.departure(previous[:, wy, wx], current[:, wy, wx], core, errors)
     if ratio >= limits.min_departure:
         return None
@@ -546,26 +591,6 @@ def _implausible(
         f"no better than the region: the repaint changed it {ratio:.1f}x as much as the same "
         f"fill errs on known content next to it (needs {limits.min_departure:g}x)"
     )
-
-
-def _fill_error(
-    image: Tensor, spot: Tensor, opt: FixOptions, inpaint: Inpainter, seed: int
-) -> float:
-    """Mean squared colour error (summed over channels) of ``inpaint`` filling the known
-    content under ``spot`` (bool ``[H,W]``) of ``image`` ``[C,H,W]``, as the fix fills a
-    region: in its own context window, without the acceptance test."""
-    _, h, w = image.shape
-    cx0, cy0, cx1, cy1 = regions.context_box(M.box(spot), opt.context_factor, opt.min_context)
-    pad = WINDOW_PAD + math.ceil(opt.blend_radius)
-    wy = slice(max(0, math.floor(cy0) - pad), min(h, math.ceil(cy1) + pad))
-    wx = slice(max(0, math.floor(cx0) - pad), min(w, math.ceil(cx1) + pad))
-    truth = image[None, :, wy, wx]
-    hole = spot[wy, wx]
-    plain = replace(opt, protect=False)
-    filled, _ = _inpaint_native(
-        truth.clone(), hole[None].to(image.dtype), plain, inpaint, seed, in_place=True
-    )
-    return float(((filled[0] - truth[0]) ** 2).sum(0)[hole].mean())
 
 
 def changed_mask(before: Tensor, after: Tensor) -> Tensor:
