@@ -35,18 +35,8 @@ REACH = 12  # px: how far into the region the continuation of an entering edge i
 VISIBLE = 8 / 255  # a repaint's region: where it changed some channel by more than this
 EDGE_SIGMA = 1.5  # px: edges are measured after this blur, so noise does not count as structure
 THROUGH = 3 * RING  # px: entries of one line this far apart make it a line across the region
-DEPTHS = (
-    4,
-    8,
-    12,
-    16,
-    24,
-    32,
-    48,
-    64,
-    96,
-    128,
-)  # px: the depth steps at which an entering line's reach is read
+# px: the depth steps at which an entering line's reach is read
+DEPTHS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
 
 @dataclass(frozen=True)
