@@ -104,19 +104,24 @@ def test_the_filter_passes_our_own_keys_through_unchanged():
     assert list(out) == list(sd) and all(out[k] is sd[k] for k in sd)
 
 
-def test_fine_tuning_runs_resumes_and_writes_safetensors(tmp_path):
-    init = save_checkpoint(PalLite(), tmp_path / "init.safetensors")
-    data = tmp_path / "data"
-    (data / "images").mkdir(parents=True)
-    (data / "masks").mkdir()
+def _tiny_pal_folder(root):
+    """Three procedural 72x72 images with a box each, in the PAL layout."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
     for i in range(3):
         img = procedural_image(i, 72, 72)
         Image.fromarray((img.permute(1, 2, 0) * 255).byte().numpy()).save(
-            data / "images" / f"{i}.png"
+            root / "images" / f"{i}.png"
         )
         m = torch.zeros(72, 72, dtype=torch.uint8)
         m[10:30, 20:50] = 255
-        Image.fromarray(m.numpy()).save(data / "masks" / f"{i}.png")
+        Image.fromarray(m.numpy()).save(root / "masks" / f"{i}.png")
+    return root
+
+
+def test_fine_tuning_runs_resumes_and_writes_safetensors(tmp_path):
+    init = save_checkpoint(PalLite(), tmp_path / "init.safetensors")
+    data = _tiny_pal_folder(tmp_path / "data")
     out, work = tmp_path / "ft.safetensors", tmp_path / "work"
     args = [
         "train",
@@ -146,6 +151,37 @@ def test_fine_tuning_runs_resumes_and_writes_safetensors(tmp_path):
     assert cli.main([*args, "--steps", "3", "--overwrite"]) == 0  # resumes from step 2
     assert torch.load(work / "last.pt", weights_only=True)["step"] == 3
     assert cli.main(args) == 2  # refuses to overwrite the output
+    # a run already at its last step exports the checkpoint without loading any data
+    (data / "images" / "0.png").write_bytes(b"not an image any more")
+    again = tmp_path / "again.safetensors"
+    assert cli.main([*args, "--steps", "3", "--out", str(again)]) == 0
+    key = "decoder.classifier.weight"
+    assert torch.equal(
+        load_model_file(again).state_dict()[key], load_model_file(out).state_dict()[key]
+    )
+
+
+def test_a_time_boxed_run_stops_at_a_checkpoint_and_still_exports(tmp_path):
+    from comfyui_pal.training.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        out=tmp_path / "boxed.safetensors",
+        workdir=tmp_path / "work",
+        steps=1000,
+        batch=2,
+        size=64,
+        init=save_checkpoint(PalLite(), tmp_path / "init.safetensors"),
+        decoder_only=True,
+        data=[_tiny_pal_folder(tmp_path / "data")],
+        synthetic=False,
+        workers=0,
+        max_minutes=0.0,  # already late after the first step
+    )
+    lines: list[str] = []
+    out = train(cfg, log=lines.append)
+    state = torch.load(cfg.workdir / "last.pt", weights_only=True)
+    assert state["step"] == 1 and read_checkpoint(out).arch == "pal_lite"
+    assert any("stopped at step 1" in line for line in lines)
 
 
 def test_eval_reports_metrics_for_a_folder(tmp_path):

@@ -59,3 +59,14 @@ def test_the_same_seed_gives_the_same_fill():
 def test_bad_patch_sizes_raise():
     with pytest.raises(ValueError, match="odd size"):
         patchmatch_fill(torch.rand(1, 3, 16, 16), torch.zeros(1, 16, 16), patch=4)
+
+
+def test_fills_work_on_the_inputs_device_and_make_nothing_on_the_default_one():
+    # a GPU user's tensors stay on the GPU: with the default device set to "meta", any tensor
+    # the fills made without the input's device would land there and fail to mix with it
+    image = _stripes(80, 72)
+    mask = blob_mask(80, 72, [(40, 30, 10), (12, 60, 5)])
+    want_pm, want_sm = patchmatch_fill(image, mask, seed=5), smooth_fill(image, mask)
+    with torch.device("meta"):
+        pm, sm = patchmatch_fill(image, mask, seed=5), smooth_fill(image, mask)
+    assert pm.device.type == "cpu" and torch.equal(pm, want_pm) and torch.equal(sm, want_sm)

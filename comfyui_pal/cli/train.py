@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256, help="training crop size in px")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100, help="warm-up steps before cosine decay")
     p.add_argument(
         "--sources",
         nargs="*",
@@ -40,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="data-loading processes")
     p.add_argument("--restart", action="store_true", help="ignore WORKDIR/last.pt")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU (bf16)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop early after this long, checkpointed and exported (schedule of --steps kept)",
+    )
     p.add_argument("--fp32", action="store_true", help="write fp32 instead of fp16 weights")
     p.set_defaults(func=run)
 
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         size=args.size,
         lr=args.lr,
+        warmup=args.warmup,
         init=Path(args.init) if args.init else None,
         decoder_only=args.decoder_only,
         sources=[Path(p) for p in args.sources],
@@ -91,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         resume=not args.restart,
         half=not args.fp32,
+        device=args.device,
+        max_minutes=args.max_minutes,
     )
     if cfg.out.exists() and not args.overwrite:
         print(f"{cfg.out} exists; pass --overwrite to replace it", file=sys.stderr)

@@ -3,7 +3,9 @@
 ``build_bases(out)`` (``comfyui-pal data``) reads the images that Debian packages and Python
 packages installed on this machine ship (never the network), and writes::
 
-    OUT/train/<source>/<name>.png     training bases (long side <= ``max_side``)
+    OUT/train/<source>/<name>.png     training bases (long side <= ``max_side``; ``.webp``
+                                      with ``webp=Q``: a twelfth of the size, for machines
+                                      the set must travel to)
     OUT/heldout/<source>/<name>.png   never trained on: the benchmark's clean sources
     OUT/manifest.json                 every file: source, package, version, licence, split,
                                       the original path and its sha256
@@ -266,10 +268,23 @@ def text_scene(
     return big.resize((w, h), Image.LANCZOS)
 
 
+def _store(img: Image.Image, stem: Path, webp: int | None) -> Path:
+    """Write ``img`` as ``stem.png``, or as ``stem.webp`` at quality ``webp``."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if webp is None:
+        dst = stem.parent / f"{stem.name}.png"  # names may hold dots
+        img.save(dst)
+    else:
+        dst = stem.parent / f"{stem.name}.webp"
+        img.save(dst, "WEBP", quality=webp, method=4)
+    return dst
+
+
 def build_bases(
     out: str | Path,
     *,
     max_side: int = 1024,
+    webp: int | None = None,
     composites_per_portrait: int = 3,
     text_scenes: int = 400,
     seed: int = 0,
@@ -279,7 +294,11 @@ def build_bases(
     """Write the base set to ``out`` (see the module docstring); returns the manifest.
 
     ``sources`` defaults to ``SOURCES``; packages that are not installed are skipped and named.
+    ``webp`` (a quality, 1..100) stores the training split as lossy WebP; the held-out split
+    stays lossless, so benchmarks read the same pixels either way.
     """
+    if webp is not None and not 1 <= webp <= 100:
+        raise ValueError(f"webp quality {webp} is not in 1..100; pass e.g. 80, or leave it out")
     out = Path(out)
     manifest_path = out / "manifest.json"
     rng = random.Random(seed)
@@ -312,9 +331,8 @@ def build_bases(
             if src.cutout:
                 cutouts[split].append((path, name))
             else:
-                dst = out / split / src.name / f"{name}.png"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                _fit(img.convert("RGB"), max_side).save(dst)
+                q = webp if split == "train" else None
+                dst = _store(_fit(img.convert("RGB"), max_side), out / split / src.name / name, q)
                 kept[split].append(dst)
             entries.append(
                 {
@@ -335,14 +353,13 @@ def build_bases(
         bases = kept[split]
         if not bases:
             continue
+        q = webp if split == "train" else None
         for path, name in cutouts[split]:
             cut = Image.open(path).convert("RGBA")
             for k in range(composites_per_portrait):
                 base = Image.open(rng.choice(bases))
                 img = composite_portrait(cut, _fit(base, 768), rng)
-                dst = out / split / "portraits" / f"{name}-{k}.png"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                img.save(dst)
+                dst = _store(img, out / split / "portraits" / f"{name}-{k}", q)
                 kept_entry = {
                     "file": str(dst.relative_to(out)),
                     "source": "portraits",
@@ -359,9 +376,7 @@ def build_bases(
             for k in range(count):
                 base = _fit(Image.open(rng.choice(bases)), 768)
                 img = text_scene(base, rng, font_files, vocab)
-                dst = out / split / "text" / f"text-{k:04d}.png"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                img.save(dst)
+                dst = _store(img, out / split / "text" / f"text-{k:04d}", q)
                 entries.append(
                     {
                         "file": str(dst.relative_to(out)),
@@ -381,6 +396,7 @@ def build_bases(
     manifest = {
         "seed": seed,
         "max_side": max_side,
+        "webp": webp,
         "missing_packages": missing,
         "sources": [asdict(s) for s in sources],
         "images": entries,

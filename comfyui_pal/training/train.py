@@ -54,6 +54,8 @@ class TrainConfig:
     ckpt_every: int = 200
     resume: bool = True
     half: bool = True
+    device: str = "cpu"  # "cuda" trains on a GPU (bf16 autocast); the recipe runs on either
+    max_minutes: float | None = None  # stop early (checkpointed, exported) after this long
 
 
 def imagenet_lite0_path() -> str | None:
@@ -136,10 +138,35 @@ def _lr(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def _on_cpu(obj):
+    """A (nested) state dict with every tensor on the CPU: checkpoints read back anywhere."""
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_cpu(v) for v in obj)
+    return obj
+
+
+def _save_state(model: nn.Module, opt: torch.optim.Optimizer, step: int, last: Path) -> None:
+    """``last.pt`` written atomically (a kill mid-write leaves the previous one)."""
+    tmp = last.with_suffix(".tmp")
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}
+    torch.save(_on_cpu(state), tmp)
+    tmp.replace(last)
+
+
 def train(cfg: TrainConfig, log=print) -> Path:
-    """Run (or resume) training; returns the path of the written safetensors."""
+    """Run (or resume) training; returns the path of the written safetensors.
+
+    A run resumed at or past ``cfg.steps`` exports its checkpoint without drawing data;
+    ``cfg.max_minutes`` ends a run early at a checkpoint (the learning-rate schedule stays
+    the one of ``cfg.steps``), so a time-boxed machine still hands back weights.
+    """
     torch.manual_seed(cfg.seed)
     cfg.workdir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
     model = make_model(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -151,11 +178,37 @@ def train(cfg: TrainConfig, log=print) -> Path:
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         log(f"resumed from {last} at step {step}")
+    model.to(device)
+    if step < cfg.steps:
+        step = _train_steps(model, opt, cfg, step, last, device, log)
+    model.cpu().eval()
+    model.drop_auxiliary_head()
+    return save_checkpoint(
+        model,
+        cfg.out,
+        half=cfg.half,
+        extra={"steps": step, "train_size": cfg.size, "families": ",".join(cfg.families)},
+    )
+
+
+def _train_steps(
+    model: Segmentor,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    step: int,
+    last: Path,
+    device: torch.device,
+    log,
+) -> int:
+    """The training loop from ``step``; returns the step it stopped at (checkpointed)."""
+    gpu = device.type == "cuda"
     loader = DataLoader(
         make_data(cfg, offset=step),
         batch_size=cfg.batch,
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
+        pin_memory=gpu,
+        prefetch_factor=4 if cfg.workers > 0 else None,
     )
     model.train()  # a frozen encoder (decoder_only) stays in eval mode
     if cfg.batch < SMALL_BATCH:  # too few samples for batch statistics: keep the running ones
@@ -163,13 +216,17 @@ def train(cfg: TrainConfig, log=print) -> Path:
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
     t0, seen, running = time.perf_counter(), 0, 0.0
+    deadline = None if cfg.max_minutes is None else t0 + 60 * cfg.max_minutes
     for images, masks in loader:
         if step >= cfg.steps:
             break
+        images = images.to(device, non_blocking=True)
+        masks = masks.to(device, non_blocking=True)
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
-        logits, aux = model.forward_train(normalize(images))
-        loss = loss_fn(logits, masks, aux)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu):
+            logits, aux = model.forward_train(normalize(images))
+        loss = loss_fn(logits.float(), masks, None if aux is None else aux.float())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -183,17 +240,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 f"step {step}/{cfg.steps} loss {running:.4f} lr {_lr(step, cfg):.2e} "
                 f"{rate:.1f} img/s eta {eta / 60:.1f} min"
             )
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            tmp = last.with_suffix(".tmp")
-            torch.save(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp
-            )
-            tmp.replace(last)
-    model.eval()
-    model.drop_auxiliary_head()
-    return save_checkpoint(
-        model,
-        cfg.out,
-        half=cfg.half,
-        extra={"steps": step, "train_size": cfg.size, "families": ",".join(cfg.families)},
-    )
+        late = deadline is not None and time.perf_counter() > deadline
+        if step % cfg.ckpt_every == 0 or step == cfg.steps or late:
+            _save_state(model, opt, step, last)
+        if late:
+            log(f"stopped at step {step}: --max-minutes {cfg.max_minutes} reached")
+            break
+    return step

@@ -14,7 +14,9 @@ real surroundings, not by the current guess. The coarsest scale starts by onion 
 ring by ring from the hole's edge inwards, each ring is matched on known pixels only, so the
 first estimate is already texture from nearby, not a blur that would attract flat sources.
 
-Pixels outside the hole come back bit for bit. Deterministic for a seed.
+Pixels outside the hole come back bit for bit. Deterministic for a seed. Runs on the device
+of its input; random numbers are drawn from a CPU generator and moved there, so a seed picks
+the same draws on every device.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class _Level:
     def __init__(self, image: Tensor, hole: Tensor, patch: int) -> None:
         c, h, w = image.shape
         r = patch // 2
+        dev = image.device
         self.h, self.w, self.r, self.c = h, w, r, c
         # patches are rows [C*K], channel-major as F.unfold lays them out
         self.padded = F.pad(image[None], (r,) * 4)[0]
@@ -73,7 +76,7 @@ class _Level:
         # the hole) and can never be source centres
         near = _dilate(hole, r)
         # valid source centres: the whole patch inside the image and free of hole pixels
-        inside = torch.zeros(h, w, dtype=torch.bool)
+        inside = torch.zeros(h, w, dtype=torch.bool, device=dev)
         if h > 2 * r and w > 2 * r:
             inside[r : h - r, r : w - r] = True
         self.valid = (inside & ~near).flatten()
@@ -81,10 +84,11 @@ class _Level:
         self.targets = near.flatten().nonzero()[:, 0]
         ty, tx = self.targets // w, self.targets % w
         self.ty, self.tx = ty, tx
-        oy, ox = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+        off = torch.arange(-r, r + 1, device=dev)
+        oy, ox = torch.meshgrid(off, off, indexing="ij")
         self.oy, self.ox = oy.flatten(), ox.flatten()
-        self.map = torch.full((h * w,), -1, dtype=torch.long)
-        self.map[self.targets] = torch.arange(len(self.targets))
+        self.map = torch.full((h * w,), -1, dtype=torch.long, device=dev)
+        self.map[self.targets] = torch.arange(len(self.targets), device=dev)
         # voting, gathered per hole pixel: voters[k, j] is the target whose patch covers hole
         # pixel j at offset k (its centre is the pixel minus the offset); -1 off the image
         self.hole_pix = hole.flatten().nonzero()[:, 0]
@@ -142,8 +146,15 @@ class _Level:
         return torch.einsum("...nk,nk->...n", src.sub_(tp).square_(), self.weight)
 
     def random_valid(self, n: int, g: torch.Generator) -> Tensor:
-        pick = torch.randint(0, len(self.valid_idx), (n,), generator=g)
-        return self.valid_idx[pick]
+        """``n`` valid source centres drawn uniformly with the CPU generator ``g``."""
+        pick = torch.randint(0, len(self.valid_idx), (n,), generator=g, device=g.device)
+        return self.valid_idx[_to(pick, self.valid_idx.device)]
+
+
+def _to(x: Tensor, device: torch.device) -> Tensor:
+    """A small CPU tensor (random draws, constants) on ``device`` without the stream sync of a
+    blocking copy: a copy from pageable CPU memory is staged before ``to`` returns."""
+    return x.to(device, non_blocking=True)
 
 
 def _dilate(x: Tensor, r: int) -> Tensor:
@@ -162,21 +173,21 @@ def _dilate(x: Tensor, r: int) -> Tensor:
 
 def _confidence(hole: Tensor) -> Tensor:
     """``[h,w]`` weights: 1 on known pixels, ``CONFIDENCE ** -depth`` inside the hole."""
-    out = torch.ones(hole.shape)
+    out = torch.ones(hole.shape, device=hole.device)
     if not hole.any():
         return out
     ys, xs = torch.nonzero(hole, as_tuple=True)  # work on the hole's box only
     y0, y1 = max(int(ys.min()) - 1, 0), int(ys.max()) + 2
     x0, x1 = max(int(xs.min()) - 1, 0), int(xs.max()) + 2
     front = hole[y0:y1, x0:x1].clone()
-    depth = torch.zeros(front.shape)
+    depth = torch.zeros(front.shape, device=hole.device)
     for step in range(1, MAX_DEPTH + 1):  # grow the known region one ring at a time
         if not front.any():
             break
-        depth[front] = step
+        depth.masked_fill_(front, step)
         front = ~_dilate(~front, 1)  # erode: off the image counts as hole
     box = hole[y0:y1, x0:x1]
-    out[y0:y1, x0:x1] = torch.where(box, CONFIDENCE**-depth, torch.ones(()))
+    out[y0:y1, x0:x1] = torch.where(box, CONFIDENCE**-depth, 1.0)
     return out
 
 
@@ -197,7 +208,7 @@ def _improve(lv: _Level, q: Tensor, d: Tensor, tp: Tensor, cand: Tensor) -> tupl
     return torch.where(better, pick, q), torch.where(better, best, d)
 
 
-_STEPS = torch.tensor([(0, 1), (1, 0), (0, -1), (-1, 0)])
+_STEPS = torch.tensor([(0, 1), (1, 0), (0, -1), (-1, 0)], device="cpu")  # moved by _to
 
 
 def _patchmatch(
@@ -211,8 +222,10 @@ def _patchmatch(
     while radius >= 1:  # random search in windows shrinking by half
         radii.append(int(radius))
         radius /= 2
-    r = torch.tensor(radii, dtype=torch.long)[:, None]
-    dy, dx = _STEPS[:, :1], _STEPS[:, 1:]
+    dev = q.device
+    r = _to(torch.tensor(radii, dtype=torch.long, device="cpu")[:, None], dev)
+    steps = _to(_STEPS, dev)
+    dy, dx = steps[:, :1], steps[:, 1:]
     ny, nx = lv.ty[None] - dy, lv.tx[None] - dx  # the neighbours' target index, -1 for none
     nidx = lv.map[ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)]
     has = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w) & (nidx >= 0)
@@ -226,8 +239,8 @@ def _patchmatch(
             continue
         qy, qx = q // w, q % w
         shape = (len(radii), len(q))
-        ry = (torch.rand(shape, generator=g) * (2 * r + 1)).long() - r
-        rx = (torch.rand(shape, generator=g) * (2 * r + 1)).long() - r
+        ry = (_to(torch.rand(shape, generator=g, device=g.device), dev) * (2 * r + 1)).long() - r
+        rx = (_to(torch.rand(shape, generator=g, device=g.device), dev) * (2 * r + 1)).long() - r
         cand = (qy + ry).clamp(0, h - 1) * w + (qx + rx).clamp(0, w - 1)
         cand = torch.cat([cand, lv.random_valid(len(q), g)[None]])  # and a global guess
         q, d = _improve(lv, q, d, tp, cand)
@@ -254,8 +267,8 @@ def _vote(lv: _Level, q: Tensor, d: Tensor, cur: Tensor, only: Tensor | None = N
     if only is not None:
         upd = upd & only[lv.hole_pix]
     flat = cur.reshape(lv.c, -1).clone()
-    pix = lv.hole_pix[upd]
-    flat[:, pix] = acc[:, upd] / tot[upd]
+    # pixels without a vote keep their value: a select, not a shape-changing mask (no sync)
+    flat[:, lv.hole_pix] = torch.where(upd, acc / tot.clamp(min=1e-12), flat[:, lv.hole_pix])
     return flat.reshape(cur.shape)
 
 
@@ -350,7 +363,8 @@ def _fill_one(image: Tensor, hole: Tensor, seed: int, patch: int) -> Tensor:
     for _ in range(levels - 1):
         images.append(F.avg_pool2d(images[-1][None], 2, ceil_mode=True)[0])
         holes.append(F.max_pool2d(holes[-1][None, None].float(), 2, ceil_mode=True)[0, 0] > 0)
-    g = torch.Generator().manual_seed(seed % 2**64)  # ComfyUI seeds are 64-bit: wrap
+    # a CPU generator on every device: the same draws for a seed (ComfyUI seeds are 64-bit: wrap)
+    g = torch.Generator("cpu").manual_seed(seed % 2**64)
     cur = q = d = prev = None
     for li in range(levels - 1, -1, -1):
         img, hl = images[li], holes[li]
@@ -390,10 +404,11 @@ def patchmatch_fill(image: Tensor, mask: Tensor, seed: int = 0, patch: int = PAT
 
     ``mask`` is ``[1|B,H,W]``. Textures and structure continue into the hole; pixels outside
     come back bit for bit. Falls back to the smooth fill when no whole patch is known.
-    Deterministic for ``seed`` (image ``i`` uses ``seed + i``).
+    Deterministic for ``seed`` (image ``i`` uses ``seed + i``). Computed in float32 on
+    ``image``'s device (``mask`` is moved there); the result has ``image``'s dtype and device.
     """
     check_image(image)
-    holes = match_masks(check_mask(mask), image) > 0
+    holes = match_masks(check_mask(mask), image).to(image.device) > 0
     if patch < 3 or patch % 2 == 0:
         raise ValueError(f"patch must be an odd size >= 3, got {patch}")
     out = []
@@ -401,6 +416,6 @@ def patchmatch_fill(image: Tensor, mask: Tensor, seed: int = 0, patch: int = PAT
         if not holes[i].any():
             out.append(image[i].clone())
             continue
-        filled = _fill_one(image[i].float().cpu(), holes[i].cpu(), seed + i, patch)
+        filled = _fill_one(image[i].float(), holes[i], seed + i, patch)
         out.append(torch.where(holes[i][None], filled.to(image), image[i]))
     return torch.stack(out)

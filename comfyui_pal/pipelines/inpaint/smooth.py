@@ -17,10 +17,11 @@ def smooth_fill(image: Tensor, mask: Tensor) -> Tensor:
     ``mask`` ``[1|B,H,W]``: pixels with ``mask > 0`` are replaced, all others come back bit
     for bit. Known colours are pushed down an image pyramid (weighted averages), pulled back
     up with bilinear upsampling, and relaxed towards a harmonic (Laplace) fill at each scale.
-    A fully masked image is filled with mid-grey.
+    A fully masked image is filled with mid-grey. Runs on ``image``'s device (``mask`` is moved
+    there).
     """
     check_image(image)
-    hole = match_masks(check_mask(mask), image)[:, None] > 0
+    hole = match_masks(check_mask(mask), image).to(image.device)[:, None] > 0
     known = (~hole).to(image.dtype)
     pyramid = [(image * known, known, hole)]
     while min(pyramid[-1][0].shape[-2:]) > 1:
