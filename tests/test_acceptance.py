@@ -180,6 +180,46 @@ def test_departure_is_the_change_over_the_fill_error():
     repaint[:, core] += 0.1  # a change of 3 x 0.01 per pixel (squared, summed over channels)
     assert math.isclose(A.departure(img, repaint, core, [0.01]), 3.0, rel_tol=1e-3)
     assert A.departure(img, repaint, core, []) == math.inf
+    # another fill that differs from this one by 0.04 puts the fill's error at 0.03
+    assert A.SPREAD_WEIGHT == 0.75
+    assert math.isclose(A.departure(img, repaint, core, [0.01], spread=0.04), 1.0, rel_tol=1e-3)
+    assert math.isclose(A.departure(img, repaint, core, [], spread=0.02), 2.0, rel_tol=1e-3)
+
+
+def _copy_from_the_side(crops, masks, seed):
+    """A stand-in fill whose answer depends on the seed: every hole pixel takes the colour 2 px
+    left of the hole's box (odd seeds) or 2 px right of it (even seeds)."""
+    out = crops.clone()
+    for b in range(len(crops)):
+        ys, xs = torch.nonzero(masks[b] > 0, as_tuple=True)
+        x = int(xs.min()) - 2 if seed % 2 else int(xs.max()) + 2
+        hole = masks[b] > 0
+        out[b][:, hole] = crops[b][:, int(ys.min()), x][:, None]
+    return out
+
+
+def test_a_repaint_another_seed_would_paint_otherwise_is_a_guess_and_refused():
+    from comfyui_pal.pipelines.fix import FillError, _implausible
+
+    img = torch.full((3, 128, 128), 0.5)
+    core = torch.zeros(128, 128, dtype=torch.bool)
+    core[56:72, 56:72] = True
+    img[:, 56:72, 52:56] = torch.tensor([1.0, 0, 0])[:, None, None]  # red on its left
+    img[:, 56:72, 72:76] = torch.tensor([0, 0, 1.0])[:, None, None]  # blue on its right
+    img[:, core] = torch.tensor([0, 1.0, 0])[:, None]  # a green object
+    probs = torch.zeros(128, 128)
+    probs[50:78] = 0.9  # the band is flagged: the spots lie on flat grey above and below
+    repaint = img.clone()
+    repaint[:, core] = torch.tensor([1.0, 0, 0])[:, None]  # this seed's fill: red
+    fill_error = FillError(FixOptions(), _copy_from_the_side, seed=0)
+    whole = (slice(0, 128), slice(0, 128))
+    limits = A.Limits()
+    # any fill of flat grey is exact, so the spots alone would call the repaint a repair ...
+    spots = A.spots(core, probs > 0.5, image=img)
+    assert spots and all(fill_error(img, s, 1) == 0 for s in spots)
+    # ... but another seed paints it blue: the fill is a guess, as far from itself as from it
+    why = _implausible(img, repaint, probs, core, whole, 0.5, fill_error, 1, limits)
+    assert why is not None and "another fill of it differs" in why, why
 
 
 class _Remembers(PixelDetector):

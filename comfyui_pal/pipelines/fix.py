@@ -37,6 +37,7 @@ WINDOW_PAD = 3 * acceptance.RING + 8
 # job done now and when the step ends; may raise to stop
 Span = Callable[[float, float], None]
 INPAINT_SHARE = 0.8  # of each round's share of the bar; re-detection takes the rest
+SPREAD_SEED = 7919  # seed offset of the acceptance test's second fill of a region
 
 SEED_MAX = 2**64 - 1  # ComfyUI's seed range (0xffffffffffffffff), the same on every node
 
@@ -534,7 +535,9 @@ class FillError:
 
         return one(bh), one(bw)
 
-    def __call__(self, image: Tensor, spot: Tensor, k: int) -> float:
+    def __call__(self, image: Tensor, spot: Tensor, k: int, against: Tensor | None = None) -> float:
+        """Error of a fill of ``spot`` in ``image``; with ``against`` (``[C,H,W]``), its mean
+        squared difference from that image over ``spot`` instead (another fill's spread)."""
         _, h, w = image.shape
         o = self.opt
         cx0, cy0, cx1, cy1 = regions.context_box(M.box(spot), o.context_factor, o.min_context)
@@ -552,7 +555,8 @@ class FillError:
             self.seed + k,
             in_place=True,
         )
-        return float(((filled[0] - truth[0]) ** 2).sum(0)[hole].mean())
+        ref = truth[0] if against is None else against[:, wy, wx]
+        return float(((filled[0] - ref) ** 2).sum(0)[hole].mean())
 
 
 def _implausible(
@@ -584,9 +588,20 @@ def _implausible(
     area = previous[:, ay, ax]
     places = acceptance.spots(local, probs[ay, ax] > threshold, image=area)
     errors = [fill_error(area, s, k) for s in places]
-    ratio = acceptance.departure(previous[:, wy, wx], current[:, wy, wx], core, errors)
+    # the same region filled again with another seed: how far the fill is from determined
+    spread = fill_error(area, local, k + SPREAD_SEED, against=current[:, ay, ax])
+    old, new = previous[:, wy, wx], current[:, wy, wx]
+    ratio = acceptance.departure(old, new, core, errors, spread)
     if ratio >= limits.min_departure:
         return None
+    by_spots = acceptance.departure(old, new, core, errors)
+    if by_spots >= limits.min_departure:  # the spread decided
+        return (
+            f"no better than the region: another fill of it differs from the repaint by "
+            f"{1 / (acceptance.SPREAD_WEIGHT * ratio):.2f}x as much as the repaint changed it "
+            f"(a guess, not a repair; needs at most "
+            f"{1 / (acceptance.SPREAD_WEIGHT * limits.min_departure):.2f}x)"
+        )
     return (
         f"no better than the region: the repaint changed it {ratio:.1f}x as much as the same "
         f"fill errs on known content next to it (needs {limits.min_departure:g}x)"
