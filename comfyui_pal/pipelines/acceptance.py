@@ -61,7 +61,7 @@ class Limits:
     keep_through: float = 0.5  # lines across a region: this share must still cross it after
     keep_depth: float = 0.5  # lines entering it: this share of their reach must stay
     min_departure: float = 3.0  # a repaint must change a region this many times more than
-    # the same fill errs (on known content nearby, or half its spread over seeds:
+    # the same fill errs (on known content nearby, or from its spread over seeds:
     # ``departure``): else the region is no less plausible than a fill of it, and a different
     # fill is not a better one
 
