@@ -238,7 +238,7 @@ def fix(
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         report_progress(painting, (it + 1) / rounds)
         new_probs = _detect(model, current, opt)
-        fill_error = FillError(opt, estimator, seed + 500) if opt.protect else None
+        fill_error = FillError(opt, estimator, seed + 500, spread=native) if opt.protect else None
         undone = _keep_improvements(
             previous, current, probs, new_probs, todo, opt.threshold, opt.protect, fill_error
         )
@@ -518,11 +518,15 @@ def _keep_improvements(
 class FillError:
     """The fix's own fill (``inpaint``, as ``opt`` fills a region: in its own context window,
     no acceptance test) on known content: ``(image [C,H,W], spot [H,W] bool, k)`` -> mean
-    squared colour error (summed over channels) over ``spot``, seeded ``seed + k``."""
+    squared colour error (summed over channels) over ``spot``, seeded ``seed + k``.
+    ``spread``: ``inpaint`` is what made the repaints judged, so a second fill of a region
+    with another seed tells how far its fills are from determined (not so for a diffusion
+    model's repaints, whose error is estimated with a built-in fill)."""
 
     opt: FixOptions
     inpaint: Inpainter
     seed: int
+    spread: bool = True
 
     def margin(self, bh: int, bw: int) -> tuple[int, int]:
         """px around a ``bh`` x ``bw`` region's box that hold every ``acceptance.spots``
@@ -589,7 +593,11 @@ def _implausible(
     places = acceptance.spots(local, probs[ay, ax] > threshold, image=area)
     errors = [fill_error(area, s, k) for s in places]
     # the same region filled again with another seed: how far the fill is from determined
-    spread = fill_error(area, local, k + SPREAD_SEED, against=current[:, ay, ax])
+    spread = (
+        fill_error(area, local, k + SPREAD_SEED, against=current[:, ay, ax])
+        if fill_error.spread
+        else None
+    )
     old, new = previous[:, wy, wx], current[:, wy, wx]
     ratio = acceptance.departure(old, new, core, errors, spread)
     if ratio >= limits.min_departure:
