@@ -180,10 +180,12 @@ def test_departure_is_the_change_over_the_fill_error():
     repaint[:, core] += 0.1  # a change of 3 x 0.01 per pixel (squared, summed over channels)
     assert math.isclose(A.departure(img, repaint, core, [0.01]), 3.0, rel_tol=1e-3)
     assert A.departure(img, repaint, core, []) == math.inf
-    # another fill that differs from this one by 0.04 puts the fill's error at 0.03
-    assert A.SPREAD_WEIGHT == 0.75
-    assert math.isclose(A.departure(img, repaint, core, [0.01], spread=0.04), 1.0, rel_tol=1e-3)
-    assert math.isclose(A.departure(img, repaint, core, [], spread=0.02), 2.0, rel_tol=1e-3)
+    # another fill that differs from this one by s puts the fill's error at SPREAD_WEIGHT x s
+    s = 0.03 / A.SPREAD_WEIGHT
+    assert math.isclose(A.departure(img, repaint, core, [0.01], spread=s), 1.0, rel_tol=1e-3)
+    assert math.isclose(A.departure(img, repaint, core, [], spread=s / 3), 3.0, rel_tol=1e-3)
+    # several spots: their mean
+    assert math.isclose(A.departure(img, repaint, core, [0.005, 0.015]), 3.0, rel_tol=1e-3)
 
 
 def _copy_from_the_side(crops, masks, seed):

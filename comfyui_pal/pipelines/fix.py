@@ -576,8 +576,9 @@ def _implausible(
 ) -> str | None:
     """Why the repaint of ``core`` (bool, in ``window`` of the ``[C,H,W]`` images) does not
     depart enough from the region to be a repair (``acceptance.departure``), or None. The
-    fill's error is measured at the ``acceptance.spots`` place most like the region that the
-    detector (``probs`` ``[H,W]``) does not flag, all within a window of the region's reach
+    fill's error is measured at the ``acceptance.SPOTS`` places most like the region that the
+    detector (``probs`` ``[H,W]``) does not flag, and by a second fill of the region itself
+    (with ``fill_error.spread``), all within a window of the region's reach
     (cost follows the region, not the image); with no place, the test is not made."""
     wy, wx = window
     _, h, w = previous.shape
@@ -590,7 +591,7 @@ def _implausible(
     )
     local[wy.start - ay.start : wy.stop - ay.start, wx.start - ax.start : wx.stop - ax.start] = core
     area = previous[:, ay, ax]
-    places = acceptance.spots(local, probs[ay, ax] > threshold, image=area)
+    places = acceptance.spots(local, probs[ay, ax] > threshold, acceptance.SPOTS, image=area)
     errors = [fill_error(area, s, k) for s in places]
     # the same region filled again with another seed: how far the fill is from determined
     spread = (
