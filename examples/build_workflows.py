@@ -147,10 +147,10 @@ class Template(Graph):
 
 INPAINT_CKPT = "512-inpainting-ema.safetensors"  # SD 2 inpainting: repaints regions
 TXT2IMG_CKPT = "v1-5-pruned-emaonly-fp16.safetensors"  # ComfyUI's default: generates
-EXAMPLE_IMAGE = "astronaut.png"  # LoadImage file; the tests serve it from examples/images
+EXAMPLE_IMAGE = "rocket.png"  # LoadImage file; the tests serve it from examples/images
 
 YOUR_IMAGE = (
-    "**Your image:** `astronaut.png` is a sample that ships with the pack, in "
+    "**Your image:** `rocket.png` is a sample that ships with the pack, in "
     "`custom_nodes/comfyui-pal/examples/images/` (copy it into `ComfyUI/input/` to run this "
     "as it is). For your own, click *choose file to upload* in **Load Image**, drop an image "
     "on it, or pick one already in `ComfyUI/input/`."

@@ -207,8 +207,8 @@ def main() -> None:
     from comfyui_pal import cache
     from comfyui_pal.io.images import load_image
 
-    astronaut = load_image(pack_dir / "examples" / "images" / "astronaut.png").permute(0, 2, 3, 1)
-    image = torch.cat([astronaut, astronaut.flip(2)])
+    rocket = load_image(pack_dir / "examples" / "images" / "rocket.png").permute(0, 2, 3, 1)
+    image = torch.cat([rocket, rocket.flip(2)])
     fix_args = dict(
         inpainter="patchmatch",
         threshold=0.5,

@@ -86,7 +86,7 @@ def server(comfy, tmp_path_factory):
     from real_comfy_server import comfyui_server
 
     run = tmp_path_factory.mktemp("server")
-    image = REPO / "examples" / "images" / "astronaut.png"
+    image = REPO / "examples" / "images" / "rocket.png"
     with comfyui_server(*comfy, run, inputs=(image,)) as s:
         page = urllib.request.urlopen(s.url + "/", timeout=30).read().decode()
         assert "<script" in page and "app" in page, (

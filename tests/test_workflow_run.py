@@ -82,7 +82,7 @@ def test_every_api_example_runs_through_the_pack_nodes(path, stand_in):
             assert all(r["ui"]["text"][0] for r in runs), nid
     saves = [n for n in workflow.values() if n["class_type"] == "SaveImage"]
     assert len(saved) == len(saves) and all(img.dim() == 4 for _, img in saved)
-    source = load_image(IMAGES / "astronaut.png").permute(0, 2, 3, 1)
+    source = load_image(IMAGES / "rocket.png").permute(0, 2, 3, 1)
     for prefix, img in saved:
         if prefix == "pal_best":
             assert img.shape[0] == 1  # best of the 4 generated
