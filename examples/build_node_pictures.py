@@ -137,6 +137,8 @@ class Run:
         self.nodes = self.pack.NODE_CLASS_MAPPINGS
         (self.model,) = self.nodes["PALModelLoader"]().load(SHIPPED_MODEL, "cpu", "auto")
         self.image = load_image(EXAMPLES / "astronaut.png")
+        # the example the built-in fix repairs (astronaut's noise strip fails its 3x test)
+        self.fix_image = load_image(EXAMPLES / "rocket.png")
         self._detected = None
         self._cropped = None
 
@@ -229,11 +231,13 @@ FIX = dict(
 
 
 def auto_fix(r: Run) -> list[Panel]:
-    fixed, _, _ = r.nodes["PALAutoFix"]().fix(r.image, r.model, **FIX)
-    before = r.detected[3][0]
+    image = r.fix_image
+    fixed, _, _ = r.nodes["PALAutoFix"]().fix(image, r.model, **FIX)
+    detected = r.nodes["PALDetectArtifacts"]().detect(image, r.model, "resize", 0.5)
+    before = detected[3][0]
     (after,) = r.nodes["PALDetectArtifacts"]().detect(fixed, r.model, "resize", 0.5)[3]
     return [
-        (f"before, flagged red (PAR {before:.3f})", overlay(r.image[0], r.detected[1][0])),
+        (f"before, flagged red (PAR {before:.3f})", overlay(image[0], detected[1][0])),
         (f"-> after, patchmatch (PAR {after:.3f})", picture(fixed[0])),
     ]
 
