@@ -579,7 +579,8 @@ def _implausible(
     fill's error is measured at the ``acceptance.SPOTS`` places most like the region that the
     detector (``probs`` ``[H,W]``) does not flag, and by a second fill of the region itself
     (with ``fill_error.spread``), all within a window of the region's reach
-    (cost follows the region, not the image); with no place, the test is not made."""
+    (cost follows the region, not the image); with neither a place nor a second fill (a
+    diffusion model's repaint beside no known content), the test is not made."""
     wy, wx = window
     _, h, w = previous.shape
     x0, y0, x1, y1 = M.box(core)
