@@ -167,7 +167,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     torch.manual_seed(cfg.seed)
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
-    model = make_model(cfg)
+    # on its device before the optimizer loads its state: that state follows the parameters
+    model = make_model(cfg).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
@@ -178,7 +179,6 @@ def train(cfg: TrainConfig, log=print) -> Path:
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         log(f"resumed from {last} at step {step}")
-    model.to(device)
     if step < cfg.steps:
         step = _train_steps(model, opt, cfg, step, last, device, log)
     model.cpu().eval()
