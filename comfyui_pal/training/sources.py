@@ -300,6 +300,7 @@ def build_bases(
     if webp is not None and not 1 <= webp <= 100:
         raise ValueError(f"webp quality {webp} is not in 1..100; pass e.g. 80, or leave it out")
     out = Path(out)
+    quality = {"train": webp, "heldout": None}  # WebP quality per split (None: PNG)
     manifest_path = out / "manifest.json"
     rng = random.Random(seed)
     entries: list[dict] = []
@@ -331,8 +332,8 @@ def build_bases(
             if src.cutout:
                 cutouts[split].append((path, name))
             else:
-                q = webp if split == "train" else None
-                dst = _store(_fit(img.convert("RGB"), max_side), out / split / src.name / name, q)
+                fitted = _fit(img.convert("RGB"), max_side)
+                dst = _store(fitted, out / split / src.name / name, quality[split])
                 kept[split].append(dst)
             entries.append(
                 {
@@ -353,7 +354,7 @@ def build_bases(
         bases = kept[split]
         if not bases:
             continue
-        q = webp if split == "train" else None
+        q = quality[split]
         for path, name in cutouts[split]:
             cut = Image.open(path).convert("RGBA")
             for k in range(composites_per_portrait):
